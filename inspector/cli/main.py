@@ -1,0 +1,42 @@
+"""The ``inspector`` command: one sub-command per module in this folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from inspector import __version__
+from inspector.errors import InspectorError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Imported here so `inspector --help` stays fast and each command's heavy
+    # dependencies load only when that command runs.
+    from inspector.cli import run, watch
+
+    parser = argparse.ArgumentParser(
+        prog="inspector",
+        description="Production-line camera inspection: frames -> tiles -> CNN -> MQTT events.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (run, watch):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InspectorError as exc:
+        print(f"inspector {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Configuration: ``config.toml`` overridden by ``INSPECTOR__<SECTION>__<KEY>``.
+
+Precedence, highest first: explicit overrides passed by the CLI, environment
+variables, the TOML file, the defaults below. Every bad value becomes one
+:class:`~inspector.errors.ConfigError` line naming the file, the field path and
+the reason (exit code 78), so a daemon never starts half-configured.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from inspector.errors import ConfigError
+
+ENV_PREFIX = "INSPECTOR__"
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class _Section(BaseModel):
+    # A typo in a key must fail loudly, not be silently ignored on a line PC.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LineSettings(_Section):
+    id: Identifier = "line1"
+
+
+class QueuePolicyName(StrEnum):
+    AUTO = "auto"  # live sources drop the oldest frame, recordings block
+    DROP_OLDEST = "drop_oldest"
+    BLOCK = "block"
+
+
+class CameraSettings(_Section):
+    id: Identifier
+    source: str = Field(
+        min_length=1,
+        description="a video file, a device index ('0'), /dev/videoN, or rtsp://…",
+    )
+    queue_size: int = Field(default=8, ge=1, le=1024)
+    policy: QueuePolicyName = QueuePolicyName.AUTO
+    realtime: bool = Field(
+        default=False, description="pace a recording at its own frame rate, as a live line would"
+    )
+    width: int | None = Field(default=None, ge=1, description="requested live capture width")
+    height: int | None = Field(default=None, ge=1, description="requested live capture height")
+    fps: float | None = Field(default=None, gt=0, description="requested live frame rate")
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class BackendName(StrEnum):
+    ONNXRUNTIME = "onnxruntime"
+    TENSORRT = "tensorrt"
+
+
+class ModelSettings(_Section):
+    path: Path = Path("engines/demo-color.onnx")
+    backend: BackendName = BackendName.ONNXRUNTIME
+    threads: int = Field(default=0, ge=0, le=256, description="intra-op threads; 0 = all cores")
+
+    @field_validator("path")
+    @classmethod
+    def _onnx_suffix(cls, value: Path) -> Path:
+        if value.suffix != ".onnx":
+            raise ValueError(f"must name an .onnx file, got {str(value)!r}")
+        return value
+
+
+class TilingSettings(_Section):
+    size: int = Field(default=224, ge=8, le=8192)
+    stride: int = Field(default=224, ge=1, le=8192)
+    roi: tuple[int, int, int, int] | None = Field(
+        default=None, description="x, y, width, height in frame pixels; tiles stay inside it"
+    )
+
+    @model_validator(mode="after")
+    def _stride_not_above_size(self) -> TilingSettings:
+        if self.stride > self.size:
+            raise ValueError(
+                f"stride {self.stride} > size {self.size} would leave pixels uninspected"
+            )
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            if x < 0 or y < 0 or w < self.size or h < self.size:
+                raise ValueError(
+                    f"roi {list(self.roi)} must start at x, y >= 0 and hold one tile "
+                    f"({self.size} px)"
+                )
+        return self
+
+
+class BatchingSettings(_Section):
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=20.0, ge=0, le=10_000)
+    in_flight: int = Field(default=2, ge=1, le=16, description="batches queued for the engine")
+
+
+class TlsSettings(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(default=False, description="skip hostname check (test benches only)")
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    tls: TlsSettings | None = None
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    ack_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long a finishing run waits for the broker's acks"
+    )
+    stats_interval_s: float = Field(default=5.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one line's daemon."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    line: LineSettings = LineSettings()
+    cameras: list[CameraSettings] = Field(min_length=1)
+    model: ModelSettings = ModelSettings()
+    tiling: TilingSettings = TilingSettings()
+    batching: BatchingSettings = BatchingSettings()
+    mqtt: MqttSettings = MqttSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cameras: list[CameraSettings]) -> list[CameraSettings]:
+        ids = [camera.id for camera in cameras]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"camera ids must be unique, repeated: {', '.join(duplicates)}")
+        return cameras
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """A settings source over an already-parsed mapping (the TOML file)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _MappingSource(settings_cls, file_data))
+
+    return _FileSettings
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    reason = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{origin}: {where}: {reason}{more}"
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def resolve_source(source: str, base: Path) -> str:
+    """A relative file path in ``source`` is relative to the config file's folder."""
+    if source.isdigit() or "://" in source or source.startswith("/"):
+        return source
+    return str(base / source)
+
+
+def load_settings(path: Path, **overrides: Any) -> Settings:
+    """Read, merge and validate the configuration, or raise one clear ConfigError.
+
+    Relative paths in the file (model, recordings, TLS files) are taken relative
+    to the file's own folder, so ``/etc/inspector/line1.toml`` can name its
+    neighbours, and the repository's ``config.toml`` runs from anywhere.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        settings = _settings_class(data)(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None
+
+    base = path.resolve().parent
+    cameras = [
+        camera.model_copy(update={"source": resolve_source(camera.source, base)})
+        for camera in settings.cameras
+    ]
+    model = settings.model.model_copy(update={"path": _resolve(settings.model.path, base)})
+    mqtt = settings.mqtt
+    if mqtt.tls is not None:
+        tls = mqtt.tls.model_copy(
+            update={
+                name: _resolve(value, base)
+                for name in ("ca_file", "cert_file", "key_file")
+                if (value := getattr(mqtt.tls, name)) is not None
+            }
+        )
+        mqtt = mqtt.model_copy(update={"tls": tls})
+    return settings.model_copy(update={"cameras": cameras, "model": model, "mqtt": mqtt})
