@@ -8,6 +8,7 @@ the reason (exit code 78), so a daemon never starts half-configured.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -201,6 +202,12 @@ def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
 def _describe(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    # Name the environment variable when the bad value came from one, not the file.
+    for depth in range(len(first["loc"]), 0, -1):
+        variable = ENV_PREFIX + "__".join(str(part) for part in first["loc"][:depth]).upper()
+        if variable in os.environ:
+            origin = variable
+            break
     reason = first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{origin}: {where}: {reason}{more}"

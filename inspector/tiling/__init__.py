@@ -1,0 +1,3 @@
+from inspector.tiling.tiler import TileGrid, Tiler
+
+__all__ = ["TileGrid", "Tiler"]

@@ -1,0 +1,110 @@
+"""One thread per camera: grab, stamp, queue; reconnect a live camera with backoff."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+
+from inspector.capture.frame_queue import FrameQueue
+from inspector.capture.source import FrameSource
+from inspector.errors import SourceError
+from inspector.frames import Frame, utc_now
+
+log = structlog.get_logger(__name__)
+
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+
+
+class CaptureThread(threading.Thread):
+    """Feeds one camera's frames into its queue until the source ends or ``stop`` is set.
+
+    The source must already be open (so a bad recording fails start-up, not a
+    thread). A live source that fails is reopened with exponential backoff;
+    ``frame_id`` keeps counting across reconnects so it never goes backwards.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: FrameSource,
+        frames: FrameQueue,
+        stop: threading.Event,
+        realtime: bool = False,
+    ) -> None:
+        super().__init__(name=f"capture-{camera_id}", daemon=True)
+        self.camera_id = camera_id
+        self.source = source
+        self.frames = frames
+        self.stop_event = stop
+        self.realtime = realtime
+        self.captured = 0
+        self.errors = 0
+        self.error: SourceError | None = None
+        self._next_id = 0
+        self._log = log.bind(camera=camera_id, source=source.description)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a decoder crash must end this camera, not hang the run
+            self.error = SourceError(f"camera {self.camera_id}: capture failed: {exc}")
+            self._log.error("capture_failed", error=str(exc))
+        finally:
+            self.source.close()
+            self.frames.close()
+
+    def _loop(self) -> None:
+        fps = self.source.nominal_fps() if self.realtime else None
+        period_ns = int(1e9 / fps) if fps else 0
+        started_ns = time.monotonic_ns()
+        while not self.stop_event.is_set():
+            try:
+                grab = self.source.grab()
+            except SourceError as exc:
+                if not self.source.live:
+                    self.error = exc
+                    self._log.error("source_failed", error=str(exc))
+                    return
+                self.errors += 1
+                self._log.warning("source_lost", error=str(exc))
+                if not self._reopen():
+                    return
+                continue
+            if grab is None:
+                self._log.info("source_ended", frames=self.captured)
+                return
+            if period_ns:
+                # Pace a recording as the live line would deliver it.
+                due_ns = started_ns + self.captured * period_ns
+                delay_s = (due_ns - time.monotonic_ns()) / 1e9
+                if delay_s > 0 and self.stop_event.wait(delay_s):
+                    return
+            frame_id = grab.frame_id if grab.frame_id is not None else self._next_id
+            self._next_id = max(self._next_id, frame_id) + 1
+            frame = Frame(
+                camera_id=self.camera_id,
+                frame_id=frame_id,
+                image=grab.image,
+                captured_at=utc_now(),
+                captured_ns=time.monotonic_ns(),
+            )
+            self.captured += 1
+            if not self.frames.put(frame, self.stop_event):
+                return
+
+    def _reopen(self) -> bool:
+        delay = _BACKOFF_FIRST_S
+        while not self.stop_event.wait(delay):
+            try:
+                self.source.open()
+            except SourceError as exc:
+                self.errors += 1
+                self._log.warning("reopen_failed", error=str(exc), retry_in_s=delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            self._log.info("source_reopened")
+            return True
+        return False

@@ -1,0 +1,1 @@
+"""Synthetic models and data for tests and the out-of-the-box demo."""

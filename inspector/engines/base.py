@@ -1,0 +1,57 @@
+"""The one interface every inference backend implements.
+
+A backend is one small file (``onnxruntime_engine.py``, ``tensorrt_engine.py``)
+holding a class that satisfies :class:`Engine`; ``create_engine`` picks it by
+the validated ``model.backend`` setting. The rest of the pipeline only ever
+sees this protocol, so adding a runtime never touches the batcher or the
+post-processing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from inspector.engines.card import ModelCard
+
+Batch = npt.NDArray[np.float32]
+Scores = npt.NDArray[np.float32]
+
+
+class Engine(Protocol):
+    """Runs the model on a batch of normalised tiles.
+
+    Threading and memory contract:
+
+    - ``infer`` is called from one inference thread only (backends need no
+      locks), and may release the GIL while the runtime works, so capture and
+      pre-processing keep running meanwhile.
+    - ``batch`` is a view of a preallocated buffer that the caller reuses for
+      the next batch as soon as ``infer`` returns: a backend must not keep a
+      reference to it (or to memory aliasing it) after returning.
+    - The returned array is owned by the caller: a backend must not reuse it.
+    """
+
+    @property
+    def card(self) -> ModelCard:
+        """The validated card of the loaded model."""
+        ...
+
+    @property
+    def max_batch(self) -> int:
+        """The largest ``n`` that ``infer`` accepts."""
+        ...
+
+    def infer(self, batch: Batch) -> Scores:
+        """Run ``batch`` (float32, C-contiguous, shape ``(n, C, H, W)``, 1 <= n <= max_batch).
+
+        Returns the model's raw output, float32 of shape ``(n, len(card.labels))``:
+        logits or probabilities as ``card.output.kind`` says.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the runtime's sessions and device memory; idempotent."""
+        ...

@@ -1,0 +1,259 @@
+"""The model card (``inspector.model/1``) and the checks that tie it to its ONNX file.
+
+A card is the JSON beside ``<name>.onnx``. :func:`load_model` refuses a model
+whose card is malformed, whose sha256 differs from the file, or whose names and
+shapes disagree with the ONNX graph, each as one :class:`ModelError` line that
+names the mismatch, so a wrong file on a line PC stops the daemon at start
+instead of producing nonsense verdicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import onnx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from inspector.errors import ModelError
+
+SCHEMA: Final = "inspector.model/1"
+DEFAULT_THRESHOLD = 0.5
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Part(BaseModel):
+    # DESIGN.md: "Fields beyond these are free" (training metadata, notes, ...).
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class InputSpec(_Part):
+    """How a tile becomes the model's NCHW float32 input: ``(pixel / scale - mean) / std``."""
+
+    name: str = Field(min_length=1)
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    color: Literal["rgb", "gray"]
+    scale: float = Field(gt=0)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color == "rgb" else 1
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _one_per_channel(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        color = info.data.get("color")  # absent when color itself failed validation
+        expected = {"rgb": 3, "gray": 1}.get(str(color))
+        if expected is not None and len(value) != expected:
+            raise ValueError(f"{color} needs {expected} value(s), got {len(value)}")
+        if info.field_name == "std" and any(s <= 0 for s in value):
+            raise ValueError(f"every std must be > 0, got {list(value)}")
+        return value
+
+
+class OutputSpec(_Part):
+    name: str = Field(min_length=1)
+    kind: Literal["logits", "probabilities"]
+
+
+class ModelCard(_Part):
+    """The validated ``<name>.json`` of one model."""
+
+    # "schema" would shadow a (deprecated) BaseModel attribute, hence the alias.
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    schema_: Literal["inspector.model/1"] = Field(default=SCHEMA, alias="schema")
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    labels: tuple[str, ...] = Field(min_length=2)
+    ok_label: str
+    input: InputSpec
+    output: OutputSpec
+    thresholds: dict[str, Probability] = Field(default_factory=dict)
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower_hex(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not label for label in labels):
+            raise ValueError("labels must be non-empty strings")
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"labels must be unique, repeated: {', '.join(repeated)}")
+        return labels
+
+    @field_validator("ok_label")
+    @classmethod
+    def _ok_is_a_label(cls, value: str, info: ValidationInfo) -> str:
+        labels = info.data.get("labels")
+        if labels is not None and value not in labels:
+            raise ValueError(f"{value!r} is not one of the labels {list(labels)}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_for_labels(
+        cls, value: dict[str, float], info: ValidationInfo
+    ) -> dict[str, float]:
+        labels = info.data.get("labels")
+        unknown = sorted(set(value) - set(labels)) if labels is not None else []
+        if unknown:
+            raise ValueError(f"{unknown} not among the labels {list(labels or ())}")
+        return value
+
+    @property
+    def channels(self) -> int:
+        return self.input.channels
+
+    @property
+    def defect_labels(self) -> tuple[str, ...]:
+        """Every label except ``ok_label``, in output order."""
+        return tuple(label for label in self.labels if label != self.ok_label)
+
+    @property
+    def ok_index(self) -> int:
+        return self.labels.index(self.ok_label)
+
+    def threshold_for(self, label: str) -> float:
+        """The score at which ``label`` makes a tile a defect (DESIGN.md default 0.5)."""
+        return self.thresholds.get(label, DEFAULT_THRESHOLD)
+
+
+def card_path(onnx_path: Path) -> Path:
+    """The card is the ``.json`` beside the ``.onnx``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    # Streamed: production models can be hundreds of MB.
+    with Path(path).open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def write_card(card: ModelCard, onnx_path: Path) -> ModelCard:
+    """Write ``card`` beside ``onnx_path`` with the file's real sha256; return that card."""
+    card = card.model_copy(update={"sha256": file_sha256(onnx_path)})
+    text = json.dumps(card.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+    card_path(onnx_path).write_text(text + "\n", encoding="utf-8")
+    return card
+
+
+def read_card(path: Path) -> ModelCard:
+    """Parse and validate one card file, or raise one ``<path>: <field>: <reason>`` line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model card not found (it must sit beside the .onnx)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read model card: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        reason = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ModelError(f"{path}: {where}: {reason}{more}") from None
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str] | None:
+    """Static sizes as ints, dynamic ones as their name (or "?"); None when no shape."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim
+    ]
+
+
+def _graph_problems(graph: onnx.GraphProto, card: ModelCard) -> list[str]:
+    problems: list[str] = []
+    spec = card.input
+    # Before IR 4, initializers were listed as graph inputs too; they are not fed.
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    names = [value.name for value in inputs]
+    if names != [spec.name]:
+        problems.append(
+            f"card input.name is {spec.name!r} but the graph's inputs are {names} "
+            "(the daemon feeds exactly one)"
+        )
+    else:
+        tensor = inputs[0].type.tensor_type
+        if tensor.elem_type != onnx.TensorProto.FLOAT:
+            dtype = onnx.TensorProto.DataType.Name(tensor.elem_type)
+            problems.append(f"input {spec.name!r} is {dtype}; the daemon feeds FLOAT (float32)")
+        dims = _dims(inputs[0])
+        if dims is None or len(dims) != 4:
+            problems.append(f"input {spec.name!r} has shape {dims}; expected 4-D [N, C, H, W]")
+        else:
+            if isinstance(dims[0], int):
+                problems.append(
+                    f"input {spec.name!r} has a fixed batch dimension N = {dims[0]}; "
+                    "the batch dimension must be dynamic (re-export with a dynamic axis)"
+                )
+            expected = {"channels": card.channels, "height": spec.height, "width": spec.width}
+            for (what, want), got in zip(expected.items(), dims[1:], strict=True):
+                if isinstance(got, int) and got != want:
+                    problems.append(f"card input {what} is {want} but graph input has {got}")
+    outputs = {value.name: value for value in graph.output}
+    if card.output.name not in outputs:
+        problems.append(
+            f"card output.name is {card.output.name!r} but the graph's outputs are {list(outputs)}"
+        )
+    else:
+        dims = _dims(outputs[card.output.name])
+        if dims is not None and len(dims) != 2:
+            problems.append(
+                f"output {card.output.name!r} has shape {dims}; expected 2-D [N, labels]"
+            )
+        elif dims is not None and isinstance(dims[-1], int) and dims[-1] != len(card.labels):
+            problems.append(
+                f"card has {len(card.labels)} labels but output {card.output.name!r} "
+                f"has {dims[-1]} scores per tile"
+            )
+    return problems
+
+
+def load_model(onnx_path: Path) -> ModelCard:
+    """Validate ``onnx_path`` and its card against each other; return the card."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path}: model file not found")
+    card = read_card(card_path(onnx_path))
+    actual = file_sha256(onnx_path)
+    if actual != card.sha256:
+        raise ModelError(
+            f"{onnx_path}: sha256 {actual[:12]}… does not match the card's "
+            f"{card.sha256[:12]}…; re-export or fix the card"
+        )
+    try:
+        # External weights are not needed to check names and shapes.
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several unrelated types on garbage input
+        raise ModelError(f"{onnx_path}: not a readable ONNX model: {_first_line(exc)}") from None
+    if not model.HasField("graph"):  # an empty or truncated file parses as an empty message
+        raise ModelError(f"{onnx_path}: not a readable ONNX model: it holds no graph")
+    problems = _graph_problems(model.graph, card)
+    if problems:
+        raise ModelError(f"{onnx_path}: does not match its card: {'; '.join(problems)}")
+    return card
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,69 @@
+"""The ONNX Runtime backend: CPU inference, and the reference for every other backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inspector.engines.base import Batch, Scores
+from inspector.engines.card import ModelCard
+from inspector.errors import ModelError
+
+# ORT logs warnings (e.g. unused initializers) straight to stderr, outside our
+# structured logs; only real errors are worth a line in the journal.
+_ORT_LOG_ERROR = 3
+
+
+class OnnxRuntimeEngine:
+    """One ``InferenceSession`` on the ``CPUExecutionProvider``."""
+
+    def __init__(self, onnx_path: Path, card: ModelCard, threads: int, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        options = ort.SessionOptions()
+        # 0 lets ORT use one thread per physical core.
+        options.intra_op_num_threads = threads
+        # One batch runs at a time from one thread; the parallelism is inside ops.
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = _ORT_LOG_ERROR
+        try:
+            session = ort.InferenceSession(
+                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load the model: {first}") from None
+        self._session: Any | None = session
+        self._card = card
+        self._max_batch = max_batch
+        self._input = card.input.name
+        self._output = card.output.name
+
+    @property
+    def card(self) -> ModelCard:
+        return self._card
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    def infer(self, batch: Batch) -> Scores:
+        if self._session is None:
+            raise RuntimeError("infer() after close()")
+        n = batch.shape[0]
+        if not 1 <= n <= self._max_batch:
+            raise ValueError(f"batch of {n} tiles; this engine takes 1..{self._max_batch}")
+        # run() releases the GIL and returns fresh arrays, so nothing we return
+        # aliases the caller's reusable input buffer.
+        (scores,) = self._session.run([self._output], {self._input: batch})
+        return np.asarray(scores, dtype=np.float32).reshape(n, len(self._card.labels))
+
+    def close(self) -> None:
+        # Dropping the last reference frees the session's arenas.
+        self._session = None

@@ -1,0 +1,144 @@
+"""Tiles (uint8, OpenCV order) -> the model's NCHW float32 input, written in place.
+
+The hot path is two ufunc calls over strided views: the BGR->RGB swap and the
+NHWC->NCHW transpose are free views, the uint8->float32 cast happens inside
+numpy's buffered loop, and the result lands directly in the caller's
+preallocated batch buffer, so no full-size temporary is ever made.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inspector.engines.card import InputSpec, ModelCard
+
+Tiles = npt.NDArray[np.uint8]
+Floats = npt.NDArray[np.float32]
+
+# ITU-R BT.601 luma, the weights OpenCV's BGR2GRAY uses too; order R, G, B.
+BT601_RGB = (0.299, 0.587, 0.114)
+
+
+class TileNormalizer:
+    """Computes ``(pixel / scale - mean) / std`` as ``pixel * gain - offset`` per channel.
+
+    Accepts a batch of tiles as ``(n, h, w, 3)`` BGR, ``(n, h, w)`` or
+    ``(n, h, w, 1)`` gray. A gray batch feeds an RGB model by broadcasting
+    the one channel to three; a BGR batch feeds a gray model through BT.601.
+
+    Not thread-safe: it keeps scratch buffers for the uncommon paths, so use
+    one normaliser per pre-processing thread.
+    """
+
+    def __init__(self, source: ModelCard | InputSpec) -> None:
+        spec = source.input if isinstance(source, ModelCard) else source
+        self.channels = spec.channels
+        self.height = spec.height
+        self.width = spec.width
+        mean = np.asarray(spec.mean, dtype=np.float64)
+        std = np.asarray(spec.std, dtype=np.float64)
+        # Folded once in float64, stored as float32 so the ufuncs stay float32.
+        self.gain: Floats = (1.0 / (spec.scale * std)).astype(np.float32)
+        self.offset: Floats = (mean / std).astype(np.float32)
+        self._gain3 = self.gain[:, None, None]
+        self._offset3 = self.offset[:, None, None]
+        self._resized: Tiles = np.empty((0,), dtype=np.uint8)
+        self._luma: Floats = np.empty((0,), dtype=np.float32)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One tile's model input shape ``(C, H, W)``."""
+        return (self.channels, self.height, self.width)
+
+    def normalize(self, tiles: Tiles, out: Floats) -> Floats:
+        """Write ``tiles`` into ``out`` (float32, ``(n, C, H, W)``) and return ``out``."""
+        tiles = _as_batch(tiles)
+        n, h, w = tiles.shape[:3]
+        if out.dtype != np.float32 or out.shape != (n, *self.shape):
+            raise ValueError(f"out must be float32 {(n, *self.shape)}, got {out.dtype} {out.shape}")
+        if n == 0:
+            return out
+        if (h, w) != (self.height, self.width):
+            tiles = self._resize(tiles)
+        if self.channels == 1 and tiles.ndim == 4:
+            return self._bgr_to_gray(tiles, out)
+        # (n, h, w, 3) BGR -> (n, 3, h, w) RGB view; gray -> (n, 1, h, w), broadcast
+        # across the model's channels by the ufuncs.
+        view = tiles[..., ::-1].transpose(0, 3, 1, 2) if tiles.ndim == 4 else tiles[:, None]
+        np.multiply(view, self._gain3, out=out)
+        np.subtract(out, self._offset3, out=out)
+        return out
+
+    def _resize(self, tiles: Tiles) -> Tiles:
+        # The uncommon path: the tiler normally cuts tiles at the model's size.
+        # A different tiling.size costs one cv2.resize per tile into a reused
+        # uint8 buffer, which is still far cheaper than resizing float data.
+        n, h, w = tiles.shape[:3]
+        shape = (n, self.height, self.width, *tiles.shape[3:])
+        if self._resized.size < int(np.prod(shape)):
+            self._resized = np.empty(int(np.prod(shape)), dtype=np.uint8)
+        resized = self._resized[: int(np.prod(shape))].reshape(shape)
+        # AREA averages the source pixels (no aliasing) when shrinking; LINEAR
+        # is the usual, sharper choice when enlarging.
+        shrink = h * w > self.height * self.width
+        method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        for i in range(n):
+            cv2.resize(tiles[i], (self.width, self.height), dst=resized[i], interpolation=method)
+        return resized
+
+    def _bgr_to_gray(self, tiles: Tiles, out: Floats) -> Floats:
+        n = tiles.shape[0]
+        plane = out[:, 0]
+        count = n * self.height * self.width
+        if self._luma.size < count:
+            self._luma = np.empty(count, dtype=np.float32)
+        term = self._luma[:count].reshape(plane.shape)
+        red, green, blue = BT601_RGB
+        # The gain is folded into each weight, so each plane is touched once.
+        gain = float(self.gain[0])
+        np.multiply(tiles[..., 2], np.float32(red * gain), out=plane)
+        np.multiply(tiles[..., 1], np.float32(green * gain), out=term)
+        np.add(plane, term, out=plane)
+        np.multiply(tiles[..., 0], np.float32(blue * gain), out=term)
+        np.add(plane, term, out=plane)
+        np.subtract(plane, self.offset[0], out=plane)
+        return out
+
+
+def _as_batch(tiles: Tiles) -> Tiles:
+    if tiles.dtype != np.uint8:
+        raise ValueError(f"tiles must be uint8, got {tiles.dtype}")
+    if tiles.ndim == 4 and tiles.shape[3] == 1:
+        return tiles[..., 0]
+    if tiles.ndim == 3 or (tiles.ndim == 4 and tiles.shape[3] == 3):
+        return tiles
+    raise ValueError(f"tiles must be (n, h, w, 3) BGR or (n, h, w[, 1]) gray, got {tiles.shape}")
+
+
+def normalize_reference(tiles: Tiles, card: ModelCard) -> npt.NDArray[np.float64]:
+    """The card's formula done the obvious, slow way (float64), for tests.
+
+    Tiles must already be at the model's input size; channel handling is as
+    :class:`TileNormalizer` documents.
+    """
+    spec = card.input
+    pixels = _as_batch(tiles).astype(np.float64)
+    if pixels.shape[1:3] != (spec.height, spec.width):
+        raise ValueError(
+            f"tiles are {pixels.shape[1:3]}, the model takes {spec.height, spec.width}"
+        )
+    if pixels.ndim == 4:
+        rgb = pixels[..., ::-1]
+        if spec.color == "gray":
+            weights = np.asarray(BT601_RGB)
+            pixels = (rgb * weights).sum(axis=-1)[..., None]
+        else:
+            pixels = rgb
+    else:
+        pixels = np.repeat(pixels[..., None], spec.channels, axis=-1)
+    mean = np.asarray(spec.mean)
+    std = np.asarray(spec.std)
+    result: npt.NDArray[np.float64] = ((pixels / spec.scale - mean) / std).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(result)

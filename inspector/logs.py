@@ -1,0 +1,43 @@
+"""structlog set-up: JSON lines under systemd, readable lines in a terminal.
+
+Stages bind ``line``, ``camera`` and ``frame_id`` to their loggers so every
+line in the journal can be traced to the frame it is about.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Literal
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
+    # systemd sets JOURNAL_STREAM when stderr goes to the journal: machines read those logs.
+    if fmt == "auto":
+        interactive = sys.stderr.isatty() and "JOURNAL_STREAM" not in os.environ
+        fmt = "console" if interactive else "json"
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,282 @@
+"""The whole path, wired: capture threads -> batcher -> engine -> postprocess -> event sink.
+
+Threads and bounded queues, one direction. Each stage is an object with one
+job; this module only connects them, starts them, and decides when a run is
+over: a recording ends the run once its last frame has been published, a live
+camera runs until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import structlog
+
+from inspector.capture.capture_thread import CaptureThread
+from inspector.capture.frame_queue import FrameQueue, QueuePolicy
+from inspector.capture.source import FrameSource
+from inspector.config import CameraSettings, QueuePolicyName, Settings
+from inspector.engines import Engine
+from inspector.engines.preprocess import TileNormalizer
+from inspector.errors import InspectorError
+from inspector.frames import utc_now
+from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool, FrameJob
+from inspector.pipeline.events import defect_event, new_run_id
+from inspector.pipeline.postprocess import VerdictRule, merge_regions
+from inspector.pipeline.stats import PipelineStats
+from inspector.tiling import Tiler
+
+log = structlog.get_logger(__name__)
+
+_POLL_S = 0.2
+
+
+class EventSink(Protocol):
+    def publish_event(self, event: Mapping[str, Any]) -> int: ...
+
+    def publish_stats(self, stats: Mapping[str, Any]) -> None: ...
+
+
+class PipelineError(InspectorError):
+    """A stage failed while running (engine error, source failure of a recording)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Camera:
+    settings: CameraSettings
+    source: FrameSource  # already open
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    frames_captured: int
+    frames_dropped: int
+    frames_inferred: int
+    tiles_inferred: int
+    events: int
+    elapsed_s: float
+    stats: dict[str, Any]
+
+
+def queue_policy(camera: Camera) -> QueuePolicy:
+    name = camera.settings.policy
+    if name is QueuePolicyName.AUTO:
+        return QueuePolicy.DROP_OLDEST if camera.source.live else QueuePolicy.BLOCK
+    return QueuePolicy(name.value)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        cameras: Sequence[Camera],
+        engine: Engine,
+        sink: EventSink,
+        run_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cameras = list(cameras)
+        self.engine = engine
+        self.sink = sink
+        self.run_id = run_id or new_run_id()
+        self.stop_event = threading.Event()
+        self.stats = PipelineStats()
+        self.rule = VerdictRule(engine.card)
+        self._errors: list[BaseException] = []
+
+        ready = threading.Condition()
+        self.queues = [
+            FrameQueue(camera.settings.queue_size, queue_policy(camera), ready)
+            for camera in self.cameras
+        ]
+        self.capture_threads = [
+            CaptureThread(
+                camera.settings.id,
+                camera.source,
+                frames,
+                self.stop_event,
+                realtime=camera.settings.realtime,
+            )
+            for camera, frames in zip(self.cameras, self.queues, strict=True)
+        ]
+        batching = settings.batching
+        card = engine.card
+        # in_flight batches waiting for the engine, one being inferred, one being filled.
+        self.pool = BufferPool(
+            batching.in_flight + 2,
+            (batching.max_batch, card.channels, card.input.height, card.input.width),
+        )
+        self._to_engine: queue.Queue[Batch | None] = queue.Queue(maxsize=batching.in_flight)
+        self._results: queue.Queue[tuple[Batch, np.ndarray] | None] = queue.Queue()
+        self.batcher = Batcher(
+            self.queues,
+            Tiler(settings.tiling.size, settings.tiling.stride, settings.tiling.roi),
+            TileNormalizer(card.input),
+            self.pool,
+            batching.max_batch,
+            batching.max_wait_ms,
+            emit=self._to_engine.put,
+        )
+        self._batcher_thread = BatcherThread(self.batcher)
+        self._engine_thread = threading.Thread(target=self._infer_loop, name="engine", daemon=True)
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
+        self._log = log.bind(line=settings.line.id, run_id=self.run_id)
+
+    # -- public -------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Run until every source has ended and its results are handed to the sink, or stop()."""
+        self._log.info(
+            "pipeline_started",
+            cameras=[camera.settings.id for camera in self.cameras],
+            model=self.engine.card.name,
+            max_batch=self.settings.batching.max_batch,
+        )
+        threads = [*self.capture_threads, self._batcher_thread, self._engine_thread]
+        for thread in threads:
+            thread.start()
+        self._stats_thread.start()
+        try:
+            self._collect()
+        finally:
+            self.stop_event.set()
+            for thread in threads:
+                thread.join(timeout=10)
+        self._raise_first_error()
+        return self.summary()
+
+    def stop(self) -> None:
+        """Stop capturing; frames already queued are still inferred and published."""
+        self.stop_event.set()
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            run_id=self.run_id,
+            frames_captured=sum(t.captured for t in self.capture_threads),
+            frames_dropped=sum(q.dropped for q in self.queues),
+            frames_inferred=self.stats.frames_inferred,
+            tiles_inferred=self.stats.tiles_inferred,
+            events=self.stats.events,
+            elapsed_s=round(self.stats.elapsed_s(), 3),
+            stats=self.stats_snapshot(),
+        )
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        snapshot = self.stats.snapshot()
+        snapshot["line"] = self.settings.line.id
+        snapshot["run_id"] = self.run_id
+        snapshot["queues"] = {
+            camera.settings.id: {"depth": q.depth, "dropped": q.dropped, "captured": t.captured}
+            for camera, q, t in zip(self.cameras, self.queues, self.capture_threads, strict=True)
+        }
+        snapshot["dropped_frames"] = sum(q.dropped for q in self.queues)
+        snapshot["engine_queue"] = self._to_engine.qsize()
+        return snapshot
+
+    # -- stages -------------------------------------------------------------------------
+
+    def _infer_loop(self) -> None:
+        while True:
+            batch = self._to_engine.get()
+            if batch is None or self._errors:
+                if batch is not None:
+                    self.pool.release(batch.buffer)
+                    continue  # drain, so the batcher never blocks on a full queue
+                self._results.put(None)
+                return
+            started = time.perf_counter()
+            try:
+                outputs = self.engine.infer(batch.inputs)
+            except Exception as exc:
+                self._fail(exc)
+                self.pool.release(batch.buffer)
+                continue
+            self.stats.record_batch(batch.size, (time.perf_counter() - started) * 1e3)
+            # The engine returned new memory, so the input buffer can be refilled now.
+            self.pool.release(batch.buffer)
+            self._results.put((batch, self.rule.probabilities(outputs)))
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                item = self._results.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._batcher_thread.error is not None:
+                    self._fail(self._batcher_thread.error)
+                continue
+            if item is None:
+                return
+            batch, probabilities = item
+            for span in batch.spans:
+                job = span.job
+                if job.scores is None:
+                    job.scores = np.empty((job.grid.count, probabilities.shape[1]), np.float32)
+                job.scores[span.first : span.first + span.count] = probabilities[
+                    span.offset : span.offset + span.count
+                ]
+                job.remaining -= span.count
+                if job.remaining == 0:
+                    self._finish_frame(job)
+
+    def _finish_frame(self, job: FrameJob) -> None:
+        assert job.scores is not None
+        labels, scores = self.rule.verdicts(job.scores)
+        regions = merge_regions(job.grid, labels, scores, self.rule.labels)
+        now_ns = time.monotonic_ns()
+        latency_ms = (now_ns - job.frame.captured_ns) / 1e6
+        if regions:
+            card = self.engine.card
+            event = defect_event(
+                line=self.settings.line.id,
+                run_id=self.run_id,
+                frame=job.frame,
+                tiles=job.grid.count,
+                regions=regions,
+                model_name=card.name,
+                model_sha256=card.sha256,
+                published_at=utc_now(),
+                latency_ms=latency_ms,
+            )
+            self.sink.publish_event(event)
+            self._log.debug(
+                "defects_found",
+                camera=job.frame.camera_id,
+                frame_id=job.frame.frame_id,
+                classes=sorted({region.label for region in regions}),
+            )
+        self.stats.record_frame(latency_ms, event=bool(regions))
+
+    def _stats_loop(self) -> None:
+        interval = self.settings.mqtt.stats_interval_s
+        while not self.stop_event.wait(interval):
+            try:
+                self.sink.publish_stats(self.stats_snapshot())
+            except Exception as exc:  # stats are best effort; events are not
+                self._log.warning("stats_publish_failed", error=str(exc))
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._errors:
+            self._log.error("pipeline_failed", error=str(exc), error_type=type(exc).__name__)
+        self._errors.append(exc)
+        self.stop_event.set()
+
+    def _raise_first_error(self) -> None:
+        errors = list(self._errors)
+        errors += [t.error for t in self.capture_threads if t.error is not None]
+        if self._batcher_thread.error is not None:
+            errors.append(self._batcher_thread.error)
+        if not errors:
+            return
+        first = errors[0]
+        if isinstance(first, InspectorError):
+            raise first
+        raise PipelineError(f"{type(first).__name__}: {first}") from first

@@ -1,0 +1,75 @@
+"""Counters and latency samples of a run, and the periodic ``stats`` snapshot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+_SAMPLES = 4096  # recent latencies kept for percentiles; bounded for a months-long run
+
+
+def percentiles(samples_ms: list[float] | deque[float]) -> dict[str, float]:
+    if not samples_ms:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+class PipelineStats:
+    """Written by the pipeline's threads, read by the stats reporter. Lock-protected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started_ns = time.monotonic_ns()
+        self.frames_inferred = 0
+        self.tiles_inferred = 0
+        self.batches = 0
+        self.events = 0
+        self.latency_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.inference_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self._last = (self.started_ns, 0, 0)
+
+    def record_batch(self, tiles: int, inference_ms: float) -> None:
+        with self._lock:
+            self.batches += 1
+            self.tiles_inferred += tiles
+            self.inference_ms.append(inference_ms)
+
+    def record_frame(self, latency_ms: float, event: bool) -> None:
+        with self._lock:
+            self.frames_inferred += 1
+            self.events += int(event)
+            self.latency_ms.append(latency_ms)
+
+    def elapsed_s(self) -> float:
+        return (time.monotonic_ns() - self.started_ns) / 1e9
+
+    def snapshot(self) -> dict[str, Any]:
+        """Totals, plus rates since the previous snapshot."""
+        with self._lock:
+            now = time.monotonic_ns()
+            last_ns, last_frames, last_tiles = self._last
+            span_s = max((now - last_ns) / 1e9, 1e-9)
+            snapshot = {
+                "uptime_s": round((now - self.started_ns) / 1e9, 3),
+                "fps": round((self.frames_inferred - last_frames) / span_s, 2),
+                "tiles_per_s": round((self.tiles_inferred - last_tiles) / span_s, 1),
+                "frames_inferred": self.frames_inferred,
+                "tiles_inferred": self.tiles_inferred,
+                "batches": self.batches,
+                "events": self.events,
+                "latency_ms": percentiles(self.latency_ms),
+                "inference_ms": percentiles(self.inference_ms),
+            }
+            self._last = (now, self.frames_inferred, self.tiles_inferred)
+            return snapshot

@@ -1,0 +1,147 @@
+"""End to end: `inspector run` on a real video, a real ONNX model, a real Mosquitto broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+
+from inspector.demo.models import build_color_model
+from inspector.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
+
+pytestmark = pytest.mark.e2e
+
+TILE = 64
+COLS, ROWS = 3, 2
+WHITE, RED = (245, 245, 245), (30, 30, 235)  # BGR
+# frame_id -> painted tiles (col, row, colour); every other frame is clean belt.
+PAINTED: dict[int, list[tuple[int, int, tuple[int, int, int]]]] = {
+    2: [(1, 0, WHITE)],
+    5: [(0, 1, RED), (1, 1, RED)],
+    7: [(2, 1, WHITE), (0, 0, RED)],
+}
+EXPECTED = {
+    2: [("crack", [64, 0, 64, 64])],
+    5: [("stain", [0, 64, 128, 64])],
+    7: [("stain", [0, 0, 64, 64]), ("crack", [128, 64, 64, 64])],
+}
+FRAMES = 12
+
+
+def write_video(path: Path) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE))
+    assert writer.isOpened()
+    for frame_id in range(FRAMES):
+        image = np.full((ROWS * TILE, COLS * TILE, 3), 50, np.uint8)
+        for col, row, colour in PAINTED.get(frame_id, []):
+            image[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = colour
+        writer.write(image)
+    writer.release()
+
+
+def write_config(tmp_path: Path, port: int, video: str = "line.mp4", model: str = "m.onnx") -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[line]
+id = "line1"
+[[cameras]]
+id = "cam0"
+source = "{video}"
+[model]
+path = "{model}"
+threads = 1
+[tiling]
+size = {TILE}
+stride = {TILE}
+[batching]
+max_batch = 4
+max_wait_ms = 5
+[mqtt]
+port = {port}
+[logging]
+format = "json"
+"""
+    )
+    return config
+
+
+def run_inspector(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture()
+def line_setup(tmp_path: Path) -> Path:
+    build_color_model(tmp_path / "m.onnx", size=TILE)
+    write_video(tmp_path / "line.mp4")
+    return tmp_path
+
+
+def test_run_publishes_exactly_the_defect_frames(line_setup: Path, mosquitto: Any, mqtt_messages: Any) -> None:
+    events = mqtt_messages("line/+/defects")
+    status = mqtt_messages("line/line1/status")
+    config = write_config(line_setup, mosquitto.port)
+
+    result = run_inspector("run", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames_inferred"] == FRAMES
+    assert summary["tiles_inferred"] == FRAMES * COLS * ROWS
+    assert summary["events"] == len(EXPECTED)
+    assert summary["frames_dropped"] == 0
+
+    received = [json.loads(payload) for _topic, payload, _retain in events.wait_for(len(EXPECTED))]
+    schema = json.loads(resources.files("inspector").joinpath("schemas/defect-1.json").read_text())
+    for event in received:
+        jsonschema.validate(event, schema)
+    by_frame = {event["frame_id"]: event for event in received}
+    assert sorted(by_frame) == sorted(EXPECTED)
+    for frame_id, expected in EXPECTED.items():
+        event = by_frame[frame_id]
+        assert [(d["class"], d["bbox_px"]) for d in event["defects"]] == expected
+        assert event["camera"] == "cam0"
+        assert event["frame"] == {"width": COLS * TILE, "height": ROWS * TILE, "tiles": 6}
+        assert event["event_id"] == f"line1/cam0/{summary['run_id']}/{frame_id}"
+        assert all(d["score"] >= 0.5 for d in event["defects"])
+    events.assert_no_more(timeout=0.5)
+    assert [payload for _t, payload, _r in status.wait_for(2)][-1] == b"offline"
+
+
+def test_missing_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
+    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port, video="nope.mp4")))
+    assert result.returncode == EX_NOINPUT
+    assert "video file not found" in result.stderr and "nope.mp4" in result.stderr
+
+
+def test_corrupt_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
+    (line_setup / "junk.mp4").write_bytes(b"\x00not a video" * 100)
+    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port, video="junk.mp4")))
+    assert result.returncode == EX_NOINPUT
+    assert "junk.mp4" in result.stderr
+
+
+def test_model_with_wrong_sha_exits_78(line_setup: Path, mosquitto: Any) -> None:
+    card = line_setup / "m.json"
+    data = json.loads(card.read_text())
+    data["sha256"] = "0" * 64
+    card.write_text(json.dumps(data))
+    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
+    assert result.returncode == EX_CONFIG
+    assert "sha256" in result.stderr
+
+
+def test_unreachable_broker_exits_69(line_setup: Path, unused_port: int) -> None:
+    result = run_inspector("run", "--config", str(write_config(line_setup, unused_port)))
+    assert result.returncode == EX_UNAVAILABLE
+    assert f"127.0.0.1:{unused_port}" in result.stderr
