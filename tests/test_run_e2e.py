@@ -37,7 +37,9 @@ FRAMES = 12
 
 
 def write_video(path: Path) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE)
+    )
     assert writer.isOpened()
     for frame_id in range(FRAMES):
         image = np.full((ROWS * TILE, COLS * TILE, 3), 50, np.uint8)
@@ -87,7 +89,9 @@ def line_setup(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_run_publishes_exactly_the_defect_frames(line_setup: Path, mosquitto: Any, mqtt_messages: Any) -> None:
+def test_run_publishes_exactly_the_defect_frames(
+    line_setup: Path, mosquitto: Any, mqtt_messages: Any
+) -> None:
     events = mqtt_messages("line/+/defects")
     status = mqtt_messages("line/line1/status")
     config = write_config(line_setup, mosquitto.port)
@@ -119,14 +123,18 @@ def test_run_publishes_exactly_the_defect_frames(line_setup: Path, mosquitto: An
 
 
 def test_missing_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
-    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port, video="nope.mp4")))
+    result = run_inspector(
+        "run", "--config", str(write_config(line_setup, mosquitto.port, video="nope.mp4"))
+    )
     assert result.returncode == EX_NOINPUT
     assert "video file not found" in result.stderr and "nope.mp4" in result.stderr
 
 
 def test_corrupt_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
     (line_setup / "junk.mp4").write_bytes(b"\x00not a video" * 100)
-    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port, video="junk.mp4")))
+    result = run_inspector(
+        "run", "--config", str(write_config(line_setup, mosquitto.port, video="junk.mp4"))
+    )
     assert result.returncode == EX_NOINPUT
     assert "junk.mp4" in result.stderr
 

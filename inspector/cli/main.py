@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from inspector import __version__
 from inspector.errors import InspectorError
+from inspector.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()  # stderr, so stdout stays clean for --json; `run` refines it from config
     try:
         return int(args.func(args))
     except InspectorError as exc:

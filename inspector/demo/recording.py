@@ -1,7 +1,7 @@
 """A synthetic conveyor recording with its truth file, for the demo and the tests.
 
 Parts (light gray plates) ride a dark belt from left to right; some carry a
-white "crack" patch or a red "stain" patch large enough to fill a tile. The
+white "crack" band or a red "stain" band wide enough to fill a tile column. The
 truth file follows DESIGN.md's ``<video>.truth.jsonl``: one line per frame
 that shows a defect, with the defect's box in frame pixels.
 """
@@ -47,22 +47,25 @@ def render_conveyor_frame(
     pitch = part_width + gap
     offset = frame_index * speed
     first = max(0, (offset - part_width - width) // pitch)
-    margin = (height - part_width) // 2
+    margin = 8  # parts fill the belt's width, the camera sees them from above
     for index in range(first, offset // pitch + 1):
         left = offset - index * pitch - part_width  # part 0 enters first, from the left
         if left >= width or left + part_width <= 0:
             continue
         cv2.rectangle(
-            image, (left, margin), (left + part_width - 1, margin + part_width - 1), PART_BGR, -1
+            image, (left, margin), (left + part_width - 1, height - margin - 1), PART_BGR, -1
         )
         defect = ("crack", "stain", None)[index % 3]
         if defect is None:
             continue
+        # A band across the part, wide enough that a whole tile column lies inside it.
         px = left + (part_width - patch) // 2
-        py = margin + (part_width - patch) // 2
-        cv2.rectangle(image, (px, py), (px + patch - 1, py + patch - 1), DEFECT_BGR[defect], -1)
+        py, patch_height = 2 * margin, height - 4 * margin
+        cv2.rectangle(
+            image, (px, py), (px + patch - 1, py + patch_height - 1), DEFECT_BGR[defect], -1
+        )
         if px >= 0 and px + patch <= width:
-            defects.append({"class": defect, "bbox_px": [px, py, patch, patch]})
+            defects.append({"class": defect, "bbox_px": [px, py, patch, patch_height]})
     return image, defects
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from inspector.capture.frame_queue import FrameQueue
 from inspector.engines.preprocess import TileNormalizer
 from inspector.frames import Frame
-from inspector.tiling import Tiler, TileGrid
+from inspector.tiling import TileGrid, Tiler
 
 FloatArray = npt.NDArray[np.float32]
 

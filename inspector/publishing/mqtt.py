@@ -131,7 +131,12 @@ class MqttPublisher:
         self._log = log.bind(host=settings.host, port=settings.port, line=line_id)
 
     def connect(self) -> None:
-        """Connect and wait for the broker's CONNACK, or raise :class:`BrokerError`."""
+        """Connect and wait for the broker's CONNACK, or raise :class:`BrokerError`.
+
+        Once connected, paho reconnects by itself after a drop; a second call does nothing.
+        """
+        if self._client is not None:
+            return
         wanted = self._settings.protocol
         first: Protocol = "3.1.1" if wanted == "3.1.1" else "5"
         handshake = self._attempt(first)

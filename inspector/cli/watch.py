@@ -1,0 +1,295 @@
+"""``inspector watch [TOPIC]``: print the defect events (or any topic) a broker carries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from inspector.config import MqttSettings, load_settings
+from inspector.errors import EX_USAGE, BrokerError
+from inspector.publishing.mqtt import Protocol, build_client
+from inspector.publishing.topics import DEFECTS_WILDCARD
+
+PROG = "inspector watch"
+
+DESCRIPTION = """\
+Subscribe to an MQTT topic (QoS 1) and print each message as it arrives: defect
+events as one readable line each, anything else as topic and payload. Status
+lines go to stderr, so stdout holds only messages. Payloads that are not valid
+JSON are reported on stderr and skipped.
+"""
+
+EPILOG = """\
+examples:
+  inspector watch                                  every line's defects on 127.0.0.1:1883
+  inspector watch 'line/line1/#' --host broker.lan  everything line1 publishes
+  inspector watch --config /etc/inspector/line1.toml  broker, TLS and login from the config
+  inspector watch --json | jq .defects              one raw JSON payload per line, for scripts
+  inspector watch --json --count 1 --timeout 60     wait for one event (exit 1 if none came)
+
+exit status: 0 after --count messages, on Ctrl-C, or at --timeout without --count;
+1 if --timeout passed before --count messages; 69 if the broker cannot be reached.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "watch",
+        help="print defect events from the MQTT broker",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "topic",
+        nargs="?",
+        default=DEFECTS_WILDCARD,
+        metavar="TOPIC",
+        help=f"topic filter, MQTT wildcards allowed (default: {DEFECTS_WILDCARD})",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="take broker address, TLS and login from this config file's [mqtt]",
+    )
+    parser.add_argument("--host", help="broker host (default: from --config, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="broker port (default: from --config, else 1883)")
+    parser.add_argument(
+        "--json", action="store_true", help="print each raw JSON payload on one line, nothing else"
+    )
+    parser.add_argument(
+        "--count", type=_positive_int, metavar="N", help="exit after N messages are printed"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="exit after S seconds (status 1 if --count messages did not all arrive)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace) -> MqttSettings:
+    settings = load_settings(args.config).mqtt if args.config else MqttSettings()
+    update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return settings.model_copy(update=update)
+
+
+def valid_filter(topic: str) -> bool:
+    """MQTT topic filter rules: '+' and '#' fill a whole level, '#' only the last one."""
+    levels = topic.split("/")
+    if not topic or "\x00" in topic:
+        return False
+    for i, level in enumerate(levels):
+        if ("+" in level or "#" in level) and len(level) > 1:
+            return False
+        if level == "#" and i != len(levels) - 1:
+            return False
+    return True
+
+
+def _clock(stamp: Any) -> str:
+    # The event's own capture time (as published, UTC), so lines match the
+    # daemon's logs; arrival time only where the event has none.
+    try:
+        when = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        when = datetime.now()
+    return when.strftime("%H:%M:%S.%f")[:-3]
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_event(event: Mapping[str, Any]) -> str:
+    """``17:00:00.123 line1/cam0 frame 1234  crack 0.97 @ [448,224,224,224]  (47.5 ms)``."""
+    parts = []
+    for defect in event.get("defects") or []:
+        score = defect.get("score")
+        text = f"{defect.get('class', '?')} " + (
+            f"{score:.2f}" if isinstance(score, int | float) else str(score)
+        )
+        bbox = defect.get("bbox_px")
+        if isinstance(bbox, list):
+            text += f" @ [{','.join(_number(v) for v in bbox)}]"
+        parts.append(text)
+    line = (
+        f"{_clock(event.get('captured_at'))} {event.get('line', '?')}/{event.get('camera', '?')} "
+        f"frame {event.get('frame_id', '?')}  {'; '.join(parts) or 'no defects'}"
+    )
+    latency = event.get("latency_ms")
+    if isinstance(latency, int | float):
+        line += f"  ({latency:.1f} ms)"
+    return line
+
+
+def render(topic: str, payload: bytes, as_json: bool) -> tuple[str | None, str | None]:
+    """(line for stdout, line for stderr) for one message; either may be None."""
+    try:
+        text = payload.decode("utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        if not as_json and topic.endswith("/status") and payload.isascii():
+            return f"{topic} {payload.decode()}", None  # "online"/"offline" are plain text
+        return None, f"{topic}: invalid JSON payload ({len(payload)} bytes)"
+    if as_json:
+        if "\n" in text or "\r" in text:
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return text, None
+    if isinstance(data, dict) and isinstance(data.get("defects"), list):
+        return format_event(data), None
+    return f"{topic} {json.dumps(data, ensure_ascii=False)}", None
+
+
+class _Subscription:
+    """A paho client that (re)subscribes on every connect and queues what arrives."""
+
+    def __init__(self, settings: MqttSettings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        # "auto" means 3.1.1 here: every broker speaks it, and a reader needs nothing of 5.
+        self.protocol: Protocol = "5" if settings.protocol == "5" else "3.1.1"
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.stopping = False
+        client_id = f"inspector-watch-{uuid.uuid4().hex[:12]}"
+        self.client = build_client(settings, client_id, self.protocol, persistent_session=False)
+        self.client.suppress_exceptions = True
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.is_set():
+            self.error = reason
+            self.ready.set()
+
+    def _on_connect(self, client: mqtt.Client, _: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            self._fail(str(rc))
+        else:
+            client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
+    ) -> None:
+        failed = [str(code) for code in codes if code.is_failure]
+        if failed:
+            self._fail(f"subscription to {self.topic} refused: {', '.join(failed)}")
+        elif self.ready.is_set():
+            print(f"{PROG}: reconnected", file=sys.stderr, flush=True)
+        self.ready.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if self.ready.is_set() and self.error is None and not self.stopping:
+            print(f"{PROG}: connection lost ({rc}), reconnecting", file=sys.stderr, flush=True)
+        self._fail(f"connection closed: {rc}")
+
+    def start(self) -> None:
+        s = self.settings
+        try:
+            self.client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot connect to MQTT broker {s.host}:{s.port}: {exc}") from None
+        self.client.loop_start()
+        if not self.ready.wait(s.connect_timeout_s):
+            self.error = f"no CONNACK/SUBACK within {s.connect_timeout_s:g} s"
+        if self.error is not None:
+            self.stop()
+            raise BrokerError(f"cannot connect to MQTT broker {s.host}:{s.port}: {self.error}")
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _print_messages(subscription: _Subscription, args: argparse.Namespace) -> int:
+    """Print until --count or --timeout; returns how many messages went to stdout."""
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    printed = 0
+    while args.count is None or printed < args.count:
+        # Short waits: the deadline is honoured and Ctrl-C is noticed promptly.
+        wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if wait <= 0:
+            break
+        try:
+            msg = subscription.messages.get(timeout=wait)
+        except queue.Empty:
+            continue
+        out, err = render(msg.topic, bytes(msg.payload), args.json)
+        if err is not None:
+            print(err, file=sys.stderr, flush=True)
+        if out is not None:
+            print(out, flush=True)
+            printed += 1
+    return printed
+
+
+def run(args: argparse.Namespace) -> int:
+    if not valid_filter(args.topic):
+        print(f"{PROG}: error: invalid MQTT topic filter {args.topic!r}", file=sys.stderr)
+        return EX_USAGE
+    settings = _settings(args)
+    subscription = _Subscription(settings, args.topic)
+    try:
+        subscription.start()
+        print(
+            f"{PROG}: subscribed to {args.topic} on {settings.host}:{settings.port} "
+            f"(MQTT {subscription.protocol}); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        printed = _print_messages(subscription, args)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader (e.g. `| head -1`) has gone: done, not an error; keep the
+        # interpreter's final flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        subscription.stop()
+    if args.count is not None and printed < args.count:
+        print(
+            f"{PROG}: timed out after {args.timeout:g} s with {printed} of {args.count} messages",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

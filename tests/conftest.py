@@ -1,0 +1,46 @@
+"""Shared pytest fixtures, grouped by subject."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from mqtt_helpers import Broker, Collector, free_port
+
+# --- MQTT: a real mosquitto on loopback (tests/mqtt_helpers.py) --------------------------------
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the session; tests use their own line ids, as retained messages persist."""
+    broker = Broker(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mqtt_messages(mosquitto: Broker) -> Iterator[Callable[[str], Collector]]:
+    """``subscribe(topic) -> Collector``: subscribed when it returns, closed after the test."""
+    collectors: list[Collector] = []
+
+    def subscribe(topic: str) -> Collector:
+        mosquitto.start()  # a fault test may have left it stopped
+        collector = Collector(mosquitto.host, mosquitto.port, topic)
+        collectors.append(collector)
+        return collector
+
+    yield subscribe
+    for collector in collectors:
+        collector.close()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on: for 'broker unreachable' tests."""
+    return free_port()
+
+
+# --- end MQTT ----------------------------------------------------------------------------------
