@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,12 +52,14 @@ def write_video(path: Path) -> None:
     writer.release()
 
 
-def write_config(tmp_path: Path, port: int, video: str = "line.mp4", model: str = "m.onnx") -> Path:
+def write_config(
+    tmp_path: Path, port: int, video: str = "line.mp4", model: str = "m.onnx", line: str = "line1"
+) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
 [line]
-id = "line1"
+id = "{line}"
 [[cameras]]
 id = "cam0"
 source = "{video}"
@@ -92,9 +97,11 @@ def line_setup(tmp_path: Path) -> Path:
 def test_run_publishes_exactly_the_defect_frames(
     line_setup: Path, mosquitto: Any, mqtt_messages: Any
 ) -> None:
+    line = f"e2e{uuid.uuid4().hex[:8]}"  # a fresh line: no retained status from other tests
     events = mqtt_messages("line/+/defects")
-    status = mqtt_messages("line/line1/status")
-    config = write_config(line_setup, mosquitto.port)
+    status = mqtt_messages(f"line/{line}/status")
+    stats = mqtt_messages(f"line/{line}/stats")
+    config = write_config(line_setup, mosquitto.port, line=line)
 
     result = run_inspector("run", "--config", str(config), "--json")
 
@@ -116,10 +123,15 @@ def test_run_publishes_exactly_the_defect_frames(
         assert [(d["class"], d["bbox_px"]) for d in event["defects"]] == expected
         assert event["camera"] == "cam0"
         assert event["frame"] == {"width": COLS * TILE, "height": ROWS * TILE, "tiles": 6}
-        assert event["event_id"] == f"line1/cam0/{summary['run_id']}/{frame_id}"
+        assert event["event_id"] == f"{line}/cam0/{summary['run_id']}/{frame_id}"
+        assert event["line"] == line
         assert all(d["score"] >= 0.5 for d in event["defects"])
     events.assert_no_more(timeout=0.5)
-    assert [payload for _t, payload, _r in status.wait_for(2)][-1] == b"offline"
+    assert [payload for _t, payload, _r in status.wait_for(2)] == [b"online", b"offline"]
+    final_stats = json.loads(stats.wait_for(1)[-1][1])
+    assert final_stats["frames_inferred"] == FRAMES
+    assert final_stats["dropped_frames"] == 0
+    assert final_stats["queues"]["cam0"]["captured"] == FRAMES
 
 
 def test_missing_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
@@ -153,3 +165,32 @@ def test_unreachable_broker_exits_69(line_setup: Path, unused_port: int) -> None
     result = run_inspector("run", "--config", str(write_config(line_setup, unused_port)))
     assert result.returncode == EX_UNAVAILABLE
     assert f"127.0.0.1:{unused_port}" in result.stderr
+
+
+def test_mosquitto_sub_sees_the_events(line_setup: Path, mosquitto: Any) -> None:
+    """The Done-when of the daemon: a stock `mosquitto_sub -t 'line/+/defects'` gets them."""
+    mosquitto_sub = shutil.which("mosquitto_sub")
+    assert mosquitto_sub, "mosquitto_sub not installed: apt-get install mosquitto-clients"
+    subscriber = subprocess.Popen(
+        [
+            mosquitto_sub,
+            "-p",
+            str(mosquitto.port),
+            "-t",
+            "line/+/defects",
+            "-q",
+            "1",
+            "-C",
+            str(len(EXPECTED)),
+            "-W",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # let it subscribe before the run publishes
+    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
+    assert result.returncode == 0, result.stderr
+    output, _ = subscriber.communicate(timeout=60)
+    frame_ids = sorted(json.loads(line)["frame_id"] for line in output.splitlines())
+    assert frame_ids == sorted(EXPECTED)
