@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +195,31 @@ def test_mosquitto_sub_sees_the_events(line_setup: Path, mosquitto: Any) -> None
     output, _ = subscriber.communicate(timeout=60)
     frame_ids = sorted(json.loads(line)["frame_id"] for line in output.splitlines())
     assert frame_ids == sorted(EXPECTED)
+
+
+def test_sigterm_stops_cleanly_and_delivers_what_was_inspected(
+    line_setup: Path, mosquitto: Any, mqtt_messages: Any
+) -> None:
+    line = f"e2e{uuid.uuid4().hex[:8]}"
+    config = write_config(line_setup, mosquitto.port, line=line)
+    # Paced at the file's 10 fps, the 12-frame recording would take >1 s; stop it midway.
+    text = config.read_text().replace('source = "line.mp4"', 'source = "line.mp4"\nrealtime = true')
+    config.write_text(text)
+    events = mqtt_messages(f"line/{line}/defects")
+    status = mqtt_messages(f"line/{line}/status")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events.wait_for(1, timeout=30)  # frame 2's event: the line is running, frames 3.. to come
+    daemon.send_signal(signal.SIGTERM)
+    stdout, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert 0 < summary["frames_inferred"] < FRAMES
+    assert summary["frames_inferred"] == summary["frames_captured"]  # nothing queued was lost
+    delivered = events.wait_for(summary["events"]) if summary["events"] else []
+    assert len(delivered) == summary["events"]
+    assert [payload for _t, payload, _r in status.wait_for(2)] == [b"online", b"offline"]
