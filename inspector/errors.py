@@ -39,6 +39,12 @@ class SourceError(InspectorError):
     exit_code = EX_NOINPUT
 
 
+class DatasetError(InspectorError):
+    """A dataset folder or image cannot be used for training or evaluation."""
+
+    exit_code = EX_DATAERR
+
+
 class BrokerError(InspectorError):
     """The MQTT broker cannot be reached or did not acknowledge in time."""
 

@@ -1,0 +1,1 @@
+"""Datasets, metrics and evaluation of defect classifiers (torch-free parts of training)."""
