@@ -19,4 +19,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing line-inspector[$extras] into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
+if [[ ",$extras," == *",train,"* ]] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    # Pin the CPU build this machine carries; an open range would pull a multi-GB CUDA build.
+    # On a GPU training box, install the torch build you want first; this step then skips.
+    echo "==> installing torch==2.13.0 (CPU)"
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
 .venv/bin/python -m pip install -q -e ".[$extras]"

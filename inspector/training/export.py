@@ -1,0 +1,76 @@
+"""ONNX export with a dynamic batch, checked against PyTorch with ONNX Runtime, plus the card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from inspector.engines.card import InputSpec, ModelCard, OutputSpec, write_card
+from inspector.errors import ModelError
+
+MAX_EXPORT_DIFFERENCE = 1e-3  # on logits; float32 kernels differ, a wrong graph differs by far more
+
+
+def export_onnx(model: nn.Module, path: Path, spec: InputSpec) -> None:
+    model.eval()
+    set_swish = getattr(model, "set_swish", None)
+    if callable(set_swish):
+        set_swish(memory_efficient=False)  # the custom autograd swish does not export
+    dummy = torch.zeros(1, spec.channels, spec.height, spec.width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model.cpu(),
+        (dummy,),
+        str(path),
+        input_names=[spec.name],
+        output_names=["logits"],
+        dynamic_axes={spec.name: {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def check_export(model: nn.Module, path: Path, inputs: np.ndarray) -> float:
+    """Largest |logit difference| between PyTorch and ONNX Runtime on the same inputs."""
+    model.eval()
+    with torch.no_grad():
+        expected = model.cpu()(torch.from_numpy(inputs)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    actual = session.run(None, {name: inputs})[0]
+    difference = float(np.abs(actual - expected).max())
+    if not difference <= MAX_EXPORT_DIFFERENCE:
+        raise ModelError(
+            f"{path}: ONNX Runtime differs from PyTorch by {difference:.2e} "
+            f"(> {MAX_EXPORT_DIFFERENCE:.0e}); the export is wrong"
+        )
+    return difference
+
+
+def write_model_card(
+    path: Path,
+    name: str,
+    labels: tuple[str, ...],
+    ok_label: str,
+    spec: InputSpec,
+    extra: dict[str, Any],
+) -> ModelCard:
+    card = ModelCard.model_validate(
+        {
+            "schema": "inspector.model/1",
+            "name": name,
+            "sha256": "0" * 64,  # replaced by write_card with the file's digest
+            "labels": list(labels),
+            "ok_label": ok_label,
+            "input": spec.model_dump(),
+            "output": OutputSpec(name="logits", kind="logits").model_dump(),
+            "thresholds": {},
+            **extra,
+        }
+    )
+    return write_card(card, path)

@@ -1,0 +1,112 @@
+"""A short real fine-tune (EfficientNet-Lite0, pretrained weights), export check, card, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.engines.card import load_model
+from inspector.errors import EX_CONFIG
+
+pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
+
+
+def inspector(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def make_dataset(root: Path, per_class: int = 30) -> Path:
+    rng = np.random.default_rng(0)
+    for label, colour in {"ok": 70, "scratch": 200}.items():
+        (root / label).mkdir(parents=True)
+        for index in range(per_class):
+            image = np.clip(colour + rng.normal(0, 12, (80, 80)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / label / f"{index}.png"), image)  # gray, as EL images are
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    data = make_dataset(root / "parts")
+    out = root / "engines" / "tiny"
+    result = inspector(
+        "train", str(data), "--out", str(out), "--epochs", "3", "--image-size", "64",
+        "--batch", "8", "--threads", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "export check: max |ONNX Runtime - PyTorch|" in result.stderr
+    return out
+
+
+def test_training_exports_a_model_the_daemon_accepts(trained: Path) -> None:
+    onnx_path = trained.with_name("tiny.onnx")
+    card = load_model(onnx_path)  # sha256 and graph checked against the card
+    assert card.labels == ("ok", "scratch")
+    assert card.ok_label == "ok"
+    assert (card.input.height, card.input.width, card.input.color) == (64, 64, "rgb")
+    assert card.output.kind == "logits"
+    extra = card.model_dump()
+    assert extra["backbone"] == "efficientnet_lite0"
+    assert extra["dataset"]["split"]["seed"] == 0
+
+
+def test_training_report_has_metrics_history_and_plots(trained: Path) -> None:
+    report = trained.with_name("tiny-report")
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["export_max_difference"] <= 1e-3
+    assert [r["phase"] for r in metrics["history"]] == ["head", "full", "full"]
+    for key in ("train_loss", "val_accuracy", "test_accuracy"):
+        assert key in metrics["history"][1]
+    test = metrics["test"]
+    assert set(test["per_class"]) == {"ok", "scratch"}
+    assert sum(map(sum, test["confusion_matrix"])) == 6  # 10% of 2 x 30 images
+    # Three short epochs on 48 images prove little about accuracy, but the loss must fall.
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    for plot in ("curves.png", "confusion.png"):
+        assert (report / plot).stat().st_size > 5000
+    evaluated = inspector(
+        "evaluate",
+        str(trained.with_name("tiny.onnx")),
+        str(report.parent.parent / "parts"),
+        "--json",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == test["accuracy"]
+
+
+def test_training_resumes_from_its_checkpoint(trained: Path) -> None:
+    data = trained.parent.parent / "parts"
+    result = inspector(
+        "train", str(data), "--out", str(trained), "--epochs", "4", "--image-size", "64",
+        "--batch", "8", "--threads", "2", "--resume",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from" in result.stderr and "at epoch 4" in result.stderr
+    metrics = json.loads(trained.with_name("tiny-report").joinpath("metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
+
+
+def test_short_elpv_training_runs_on_the_real_dataset(tmp_path: Path) -> None:
+    result = inspector(
+        "train", "elpv", "--out", str(tmp_path / "elpv-quick"), "--epochs", "1",
+        "--limit", "16", "--image-size", "64", "--batch", "16", "--threads", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = load_model(tmp_path / "elpv-quick.onnx")
+    assert card.labels == ("functional", "defective")
+
+
+def test_backbone_without_weights_is_refused_clearly(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "parts", per_class=10)
+    result = inspector("train", str(data), "--out", str(tmp_path / "r"), "--backbone", "resnet50")
+    assert result.returncode == EX_CONFIG
+    assert "--backbone resnet50: give its ImageNet weights with --weights FILE" in result.stderr
