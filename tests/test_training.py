@@ -110,3 +110,27 @@ def test_backbone_without_weights_is_refused_clearly(tmp_path: Path) -> None:
     result = inspector("train", str(data), "--out", str(tmp_path / "r"), "--backbone", "resnet50")
     assert result.returncode == EX_CONFIG
     assert "--backbone resnet50: give its ImageNet weights with --weights FILE" in result.stderr
+
+
+def test_export_check_catches_a_model_changed_after_training(tmp_path: Path) -> None:
+    import torch
+
+    from inspector.engines.card import InputSpec
+    from inspector.errors import ModelError
+    from inspector.training import export
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )  # fmt: skip
+    spec = InputSpec(name="input", height=16, width=16, color="rgb", scale=255.0,
+                     mean=(0.5,) * 3, std=(0.5,) * 3)  # fmt: skip
+    inputs = np.random.default_rng(0).normal(size=(5, 3, 16, 16)).astype(np.float32)
+    expected = export.reference_logits(model, inputs)
+    export.export_onnx(model, tmp_path / "same.onnx", spec)
+    assert export.check_export(tmp_path / "same.onnx", inputs, expected) < 1e-4  # dynamic batch
+    with torch.no_grad():
+        model[3].bias += 1.0  # what a module swap during export would do to the outputs
+    export.export_onnx(model, tmp_path / "changed.onnx", spec)
+    with pytest.raises(ModelError, match="differs from PyTorch"):
+        export.check_export(tmp_path / "changed.onnx", inputs, expected)

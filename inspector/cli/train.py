@@ -88,14 +88,14 @@ def run(args: argparse.Namespace) -> int:
     backbone = build_backbone(args.backbone, len(dataset.labels), args.weights)
     trainer = Trainer(backbone, dataset, options, report_dir / "checkpoint.pt", tqdm)
     state = trainer.fit(resume=args.resume)
-    train_seconds = time.perf_counter() - started
+    # Summed per epoch, so a resumed run reports the whole training, not its last leg.
+    train_seconds = sum(r.seconds for r in state.history) or time.perf_counter() - started
 
     spec = trainer.input_spec
+    check_inputs = trainer._tensor(trainer.parts["test"][0][:8]).cpu().numpy()
+    expected = export.reference_logits(backbone.model, check_inputs)
     export.export_onnx(backbone.model, onnx_path, spec)
-    sample = trainer.parts["test"][0][:8]
-    difference = export.check_export(
-        backbone.model, onnx_path, trainer._tensor(sample).cpu().numpy()
-    )
+    difference = export.check_export(onnx_path, check_inputs, expected)
     print(f"export check: max |ONNX Runtime - PyTorch| = {difference:.2e}", file=sys.stderr)
 
     card_extra = {

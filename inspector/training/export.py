@@ -17,10 +17,9 @@ MAX_EXPORT_DIFFERENCE = 1e-3  # on logits; float32 kernels differ, a wrong graph
 
 
 def export_onnx(model: nn.Module, path: Path, spec: InputSpec) -> None:
+    # Export the model exactly as trained: no module swaps. (EfficientNet-Lite's
+    # ``set_swish`` would put Swish where Lite uses ReLU6 and silently change the model.)
     model.eval()
-    set_swish = getattr(model, "set_swish", None)
-    if callable(set_swish):
-        set_swish(memory_efficient=False)  # the custom autograd swish does not export
     dummy = torch.zeros(1, spec.channels, spec.height, spec.width)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
@@ -35,11 +34,17 @@ def export_onnx(model: nn.Module, path: Path, spec: InputSpec) -> None:
     )
 
 
-def check_export(model: nn.Module, path: Path, inputs: np.ndarray) -> float:
-    """Largest |logit difference| between PyTorch and ONNX Runtime on the same inputs."""
+def reference_logits(model: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """The trained model's own outputs, taken BEFORE export, so any change the export
+    makes to the model shows up as a difference."""
     model.eval()
     with torch.no_grad():
-        expected = model.cpu()(torch.from_numpy(inputs)).numpy()
+        logits: np.ndarray = model.cpu()(torch.from_numpy(inputs)).numpy()
+    return logits
+
+
+def check_export(path: Path, inputs: np.ndarray, expected: np.ndarray) -> float:
+    """Largest |logit difference| between PyTorch and ONNX Runtime on the same inputs."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     actual = session.run(None, {name: inputs})[0]
