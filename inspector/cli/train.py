@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    backbone = build_backbone(args.backbone, len(dataset.labels), args.weights)
+    backbone = build_backbone(args.backbone, len(dataset.labels), args.weights, args.image_size)
     trainer = Trainer(backbone, dataset, options, report_dir / "checkpoint.pt", tqdm)
     state = trainer.fit(resume=args.resume)
     # Summed per epoch, so a resumed run reports the whole training, not its last leg.

