@@ -83,6 +83,16 @@ def read_image(path: Path, color: Literal["rgb", "gray"]) -> Image:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+def resize_to(image: Image, width: int, height: int) -> Image:
+    """The one resize that training and evaluation share: area when shrinking, linear when
+    growing, so a model sees the same pixels in both."""
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    shrink = image.shape[1] > width or image.shape[0] > height
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(image, (width, height), interpolation=interpolation), np.uint8)
+
+
 def stratified_split(
     strata: Sequence[str], fractions: Sequence[float], seed: int
 ) -> list[list[int]]:

@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from inspector.engines.card import ModelCard, load_model
@@ -15,18 +14,13 @@ from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import DatasetError
 from inspector.frames import Image
 from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule
-from inspector.training.datasets import Dataset, Sample, read_image
+from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 from inspector.training.metrics import classification_report
 
 
 def fit_to_input(image: Image, card: ModelCard) -> Image:
     """A whole sample image becomes one model input (resized, as one tile would be)."""
-    size = (card.input.width, card.input.height)
-    if (image.shape[1], image.shape[0]) == size:
-        return image
-    shrink = image.shape[1] > size[0] or image.shape[0] > size[1]
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return resize_to(image, card.input.width, card.input.height)
 
 
 def batches(samples: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:

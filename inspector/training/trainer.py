@@ -25,7 +25,7 @@ from torch import nn
 from inspector.engines.card import InputSpec
 from inspector.engines.preprocess import TileNormalizer
 from inspector.training.backbones import Backbone
-from inspector.training.datasets import Dataset, Sample, read_image
+from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 
 Images = npt.NDArray[np.uint8]
 
@@ -86,7 +86,7 @@ def load_images(samples: Sequence[Sample], size: int, progress: Callable[..., An
     images = np.empty((len(samples), size, size, 3), np.uint8)
     for index, sample in enumerate(progress(samples, desc="decode", unit="img", leave=False)):
         image = read_image(sample.path, "rgb")
-        images[index] = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        images[index] = resize_to(image, size, size)
     return images
 
 
