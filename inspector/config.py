@@ -72,7 +72,7 @@ class BackendName(StrEnum):
 
 
 class ModelSettings(_Section):
-    path: Path = Path("engines/demo-color.onnx")
+    path: Path = Path("engines/elpv-lite0.onnx")
     backend: BackendName = BackendName.ONNXRUNTIME
     threads: int = Field(default=0, ge=0, le=256, description="intra-op threads; 0 = all cores")
 
@@ -136,6 +136,16 @@ class MqttSettings(_Section):
     stats_interval_s: float = Field(default=5.0, gt=0)
 
 
+class AcceptanceSettings(_Section):
+    """Pass/fail limits of ``inspector replay``; unset limits are not checked."""
+
+    min_recall: float | None = Field(default=None, ge=0, le=1, description="frame recall")
+    min_precision: float | None = Field(default=None, ge=0, le=1, description="frame precision")
+    max_p99_ms: float | None = Field(
+        default=None, gt=0, description="p99 latency from capture to broker acknowledgement"
+    )
+
+
 class LoggingSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -157,6 +167,7 @@ class Settings(BaseSettings):
     tiling: TilingSettings = TilingSettings()
     batching: BatchingSettings = BatchingSettings()
     mqtt: MqttSettings = MqttSettings()
+    acceptance: AcceptanceSettings = AcceptanceSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("cameras")

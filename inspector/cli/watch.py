@@ -7,20 +7,15 @@ import json
 import os
 import queue
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
-
 from inspector.config import MqttSettings, load_settings
-from inspector.errors import EX_USAGE, BrokerError
-from inspector.publishing.mqtt import Protocol, build_client
+from inspector.errors import EX_USAGE
+from inspector.publishing.subscription import Subscription
 from inspector.publishing.topics import DEFECTS_WILDCARD
 
 PROG = "inspector watch"
@@ -176,71 +171,7 @@ def render(topic: str, payload: bytes, as_json: bool) -> tuple[str | None, str |
     return f"{topic} {json.dumps(data, ensure_ascii=False)}", None
 
 
-class _Subscription:
-    """A paho client that (re)subscribes on every connect and queues what arrives."""
-
-    def __init__(self, settings: MqttSettings, topic: str) -> None:
-        self.settings, self.topic = settings, topic
-        # "auto" means 3.1.1 here: every broker speaks it, and a reader needs nothing of 5.
-        self.protocol: Protocol = "5" if settings.protocol == "5" else "3.1.1"
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.ready = threading.Event()
-        self.error: str | None = None
-        self.stopping = False
-        client_id = f"inspector-watch-{uuid.uuid4().hex[:12]}"
-        self.client = build_client(settings, client_id, self.protocol, persistent_session=False)
-        self.client.suppress_exceptions = True
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
-
-    def _fail(self, reason: str) -> None:
-        if not self.ready.is_set():
-            self.error = reason
-            self.ready.set()
-
-    def _on_connect(self, client: mqtt.Client, _: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        if rc.is_failure:
-            self._fail(str(rc))
-        else:
-            client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
-    ) -> None:
-        failed = [str(code) for code in codes if code.is_failure]
-        if failed:
-            self._fail(f"subscription to {self.topic} refused: {', '.join(failed)}")
-        elif self.ready.is_set():
-            print(f"{PROG}: reconnected", file=sys.stderr, flush=True)
-        self.ready.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        if self.ready.is_set() and self.error is None and not self.stopping:
-            print(f"{PROG}: connection lost ({rc}), reconnecting", file=sys.stderr, flush=True)
-        self._fail(f"connection closed: {rc}")
-
-    def start(self) -> None:
-        s = self.settings
-        try:
-            self.client.connect(s.host, s.port, keepalive=s.keepalive_s)
-        except (OSError, ValueError) as exc:
-            raise BrokerError(f"cannot connect to MQTT broker {s.host}:{s.port}: {exc}") from None
-        self.client.loop_start()
-        if not self.ready.wait(s.connect_timeout_s):
-            self.error = f"no CONNACK/SUBACK within {s.connect_timeout_s:g} s"
-        if self.error is not None:
-            self.stop()
-            raise BrokerError(f"cannot connect to MQTT broker {s.host}:{s.port}: {self.error}")
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _print_messages(subscription: _Subscription, args: argparse.Namespace) -> int:
+def _print_messages(subscription: Subscription, args: argparse.Namespace) -> int:
     """Print until --count or --timeout; returns how many messages went to stdout."""
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     printed = 0
@@ -267,7 +198,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: invalid MQTT topic filter {args.topic!r}", file=sys.stderr)
         return EX_USAGE
     settings = _settings(args)
-    subscription = _Subscription(settings, args.topic)
+    subscription = Subscription(
+        settings,
+        args.topic,
+        on_notice=lambda message: print(f"{PROG}: {message}", file=sys.stderr, flush=True),
+    )
     try:
         subscription.start()
         print(

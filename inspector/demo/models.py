@@ -28,6 +28,7 @@ LABELS = ("ok", "crack", "stain")
 #   stain = 4 * (r - g - b) - 6   red tiles (red high, green and blue low)
 _WEIGHTS = np.array([[0.0, 4.0, 4.0], [0.0, 4.0, -4.0], [0.0, 4.0, -4.0]], dtype=np.float32)
 _BIAS = np.array([0.0, -6.0, -6.0], dtype=np.float32)
+_BUSY_CHANNELS = 64
 
 _DESCRIPTION = (
     "Synthetic rule-based model for tests and the demo before a network is trained: "
@@ -37,14 +38,39 @@ _DESCRIPTION = (
 )
 
 
-def color_model_proto(size: int = 224) -> onnx.ModelProto:
+def _busy_branch(layers: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``layers`` 3x3 convolutions whose pooled result is multiplied by zero and added to the
+    logits: the same verdicts at a known extra cost (tests of back-pressure and drops)."""
+    rng = np.random.default_rng(0)
+    nodes, weights, current, channels = [], [], "input", 3
+    for i in range(layers):
+        kernel = rng.normal(0, 0.1, (_BUSY_CHANNELS, channels, 3, 3)).astype(np.float32)
+        weights.append(numpy_helper.from_array(kernel, f"busy_w{i}"))
+        nodes.append(helper.make_node("Conv", [current, f"busy_w{i}"], [f"busy{i}"], pads=[1] * 4))
+        current, channels = f"busy{i}", _BUSY_CHANNELS
+    zeros = np.zeros((_BUSY_CHANNELS, len(LABELS)), np.float32)
+    weights.append(numpy_helper.from_array(zeros, "busy_zero"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["busy_pooled"]),
+        helper.make_node("Flatten", ["busy_pooled"], ["busy_flat"], axis=1),
+        helper.make_node("MatMul", ["busy_flat", "busy_zero"], ["busy_nothing"]),
+        helper.make_node("Add", ["color_logits", "busy_nothing"], ["logits"]),
+    ]
+    return nodes, weights
+
+
+def color_model_proto(size: int = 224, busy_layers: int = 0) -> onnx.ModelProto:
     """The demo network: GlobalAveragePool -> Flatten -> Gemm, input [batch, 3, size, size]."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["means"], axis=1),
+        helper.make_node(
+            "Gemm", ["means", "weights", "bias"], ["color_logits" if busy_layers else "logits"]
+        ),
+    ]
+    busy_nodes, busy_weights = _busy_branch(busy_layers) if busy_layers else ([], [])
     graph = helper.make_graph(
-        nodes=[
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["means"], axis=1),
-            helper.make_node("Gemm", ["means", "weights", "bias"], ["logits"]),
-        ],
+        nodes=nodes + busy_nodes,
         name="demo_color",
         inputs=[
             helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])
@@ -55,6 +81,7 @@ def color_model_proto(size: int = 224) -> onnx.ModelProto:
         initializer=[
             numpy_helper.from_array(_WEIGHTS, "weights"),
             numpy_helper.from_array(_BIAS, "bias"),
+            *busy_weights,
         ],
     )
     model = helper.make_model(
@@ -68,11 +95,13 @@ def color_model_proto(size: int = 224) -> onnx.ModelProto:
     return model
 
 
-def build_color_model(onnx_path: Path, size: int = 224, name: str = "demo-color") -> ModelCard:
+def build_color_model(
+    onnx_path: Path, size: int = 224, name: str = "demo-color", busy_layers: int = 0
+) -> ModelCard:
     """Write the demo model to ``onnx_path`` and its card beside it; return the card."""
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(color_model_proto(size), str(onnx_path))
+    onnx.save(color_model_proto(size, busy_layers), str(onnx_path))
     card = ModelCard.model_validate(
         {
             "schema": "inspector.model/1",

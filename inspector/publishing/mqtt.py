@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -40,6 +40,9 @@ _CLOSE_ACK_TIMEOUT_S = 2.0  # a stop must not hang on a dead broker; the Will co
 _UNSUPPORTED_PROTOCOL = 0x84  # MQTT 5 CONNACK; paho maps a 3.1.1 broker's rc 1 to it as well
 
 log = structlog.get_logger(__name__)
+
+# Called on paho's network thread with (event_id, time.monotonic_ns() of the ack); keep it short.
+AckListener = Callable[[str, int], None]
 
 
 def default_client_id(line_id: str) -> str:
@@ -108,7 +111,13 @@ class _Handshake:
 class MqttPublisher:
     """Publishes one line's defect events, status and stats to an MQTT broker."""
 
-    def __init__(self, settings: MqttSettings, line_id: str, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        line_id: str,
+        client_id: str | None = None,
+        on_ack: AckListener | None = None,
+    ) -> None:
         self._settings = settings
         self._client_id = client_id or settings.client_id or default_client_id(line_id)
         self._defects_topic = defects_topic(line_id)
@@ -124,10 +133,14 @@ class MqttPublisher:
         self._published = 0
         self._acknowledged = 0
         self._rejected = 0
-        self._pending: set[int] = set()
+        self._on_ack = on_ack
+        self._pending: dict[int, str] = {}  # mid -> event_id, events not yet acknowledged
         # on_publish can run on paho's thread before publish() has returned the
-        # mid to us; such early acks wait here until _send() claims them.
-        self._early_acks: set[int] = set()
+        # mid to us; such early acks (mid -> when) wait here until _send() claims them.
+        self._early_acks: dict[int, int] = {}
+        # Status and stats messages in flight: their acks must not be taken for early event
+        # acks, or a recycled mid would later mark an unsent event as delivered.
+        self._untracked: set[int] = set()
         self._log = log.bind(host=settings.host, port=settings.port, line=line_id)
 
     def connect(self) -> None:
@@ -247,38 +260,53 @@ class MqttPublisher:
             self._log.warning("mqtt reconnect failed, retrying")
 
     def _send(
-        self, client: mqtt.Client, topic: str, payload: str | bytes, qos: int, retain: bool
+        self,
+        client: mqtt.Client,
+        topic: str,
+        payload: str | bytes,
+        qos: int,
+        retain: bool,
+        event_id: str | None = None,
     ) -> mqtt.MQTTMessageInfo:
-        """Publish one message; only those on the defects topic are tracked until acked."""
-        is_event = topic == self._defects_topic
+        """Publish one message; events (those with an ``event_id``) are tracked until acked."""
         info = client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BrokerError(f"cannot queue MQTT message on {topic}: {mqtt.error_string(info.rc)}")
         with self._cond:
-            early = info.mid in self._early_acks
-            self._early_acks.discard(info.mid)
-            if is_event:
-                self._published += 1
-                if early:
-                    self._acknowledged += 1
-                    self._cond.notify_all()
-                else:
-                    self._pending.add(info.mid)
+            acked_ns = self._early_acks.pop(info.mid, None)
+            if event_id is None:
+                if acked_ns is None:
+                    self._untracked.add(info.mid)
+                return info
+            self._published += 1
+            if acked_ns is None:
+                self._pending[info.mid] = event_id
+                return info
+            self._acknowledged += 1
+            self._cond.notify_all()
+        if self._on_ack is not None:
+            self._on_ack(event_id, acked_ns)
         return info
 
     def _on_publish(
         self, client: mqtt.Client, _: Any, mid: int, reason_code: ReasonCode, props: Any
     ) -> None:
+        acked_ns = time.monotonic_ns()
         if reason_code.is_failure:  # MQTT 5 only: acked, but the broker dropped it
             self._log.warning("mqtt broker rejected a message", mid=mid, reason=str(reason_code))
         with self._cond:
-            if mid in self._pending:
-                self._pending.discard(mid)
-                self._acknowledged += 1
-                self._rejected += int(reason_code.is_failure)
-                self._cond.notify_all()
-            else:
-                self._early_acks.add(mid)
+            event_id = self._pending.pop(mid, None)
+            if event_id is None:
+                if mid in self._untracked:
+                    self._untracked.discard(mid)
+                else:
+                    self._early_acks[mid] = acked_ns
+                return
+            self._acknowledged += 1
+            self._rejected += int(reason_code.is_failure)
+            self._cond.notify_all()
+        if self._on_ack is not None:
+            self._on_ack(event_id, acked_ns)
 
     def _require_client(self) -> mqtt.Client:
         if self._client is None:
@@ -294,7 +322,12 @@ class MqttPublisher:
         """
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         info = self._send(
-            self._require_client(), self._defects_topic, payload.encode(), qos=1, retain=False
+            self._require_client(),
+            self._defects_topic,
+            payload.encode(),
+            qos=1,
+            retain=False,
+            event_id=str(event["event_id"]),
         )
         return info.mid
 

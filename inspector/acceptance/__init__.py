@@ -1,0 +1,1 @@
+"""Acceptance of a line setup: ground truth, scoring of delivered events, the replay report."""

@@ -1,0 +1,109 @@
+"""``inspector replay VIDEO``: a recorded line through the daemon, scored against its truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inspector.acceptance.replay import replay
+from inspector.acceptance.report import summary_text
+from inspector.acceptance.truth import truth_path
+from inspector.cli.run import DEFAULT_CONFIG
+from inspector.config import load_settings
+from inspector.errors import ConfigError
+from inspector.logs import configure_logging
+
+EX_CHECKS_FAILED = 1
+
+DESCRIPTION = """\
+Play a recording through the same pipeline as `inspector run`, publishing to the
+configured broker, and subscribe to the line's own defects topic to count what
+the broker delivered. Score the delivered events against the recording's ground
+truth (<video>.truth.jsonl beside the video, or --truth) and write the report:
+report.json and a self-contained report.html with plots, plus a summary here.
+
+By default frames go as fast as the engine allows and none is dropped; with
+--realtime the file plays at its own frame rate and, as on a live line, the oldest
+frame is dropped when inference falls behind.
+"""
+
+EPILOG = """\
+thresholds (each also settable in the config's [acceptance] section):
+  --min-recall / --min-precision   frame-level recall / precision, 0..1
+  --max-p99-ms                     p99 latency from capture to broker acknowledgement
+
+exit status: 0 replayed (and every threshold met), 1 a threshold missed,
+65 bad truth file, 66 video unreadable, 69 broker unreachable, 78 bad config or model.
+
+examples:
+  inspector replay recordings/elpv-line.mp4 --report reports/elpv-line
+  inspector replay line3-monday.mp4 --config /etc/inspector/line3.toml --realtime \\
+      --min-recall 0.98 --max-p99-ms 250
+"""
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "replay",
+        help="replay a recording through the daemon and score the delivered events",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("video", metavar="VIDEO", type=Path, help="the recording to replay")
+    parser.add_argument("--truth", type=Path, help="truth file (default: VIDEO.truth.jsonl)")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="TOML file (default: config.toml)"
+    )
+    parser.add_argument(
+        "--realtime", action="store_true", help="pace at the file's frame rate; drops count"
+    )
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR", help="write DIR/report.json and DIR/report.html"
+    )
+    parser.add_argument("--min-recall", type=_fraction, metavar="R")
+    parser.add_argument("--min-precision", type=_fraction, metavar="P")
+    parser.add_argument("--max-p99-ms", type=_positive, metavar="MS")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    overrides = {
+        key: value
+        for key in ("min_recall", "min_precision", "max_p99_ms")
+        if (value := getattr(args, key)) is not None
+    }
+    limits = settings.acceptance.model_copy(update=overrides)
+    truth = args.truth
+    if truth is None and truth_path(args.video).is_file():
+        truth = truth_path(args.video)
+    if truth is None and (limits.min_recall is not None or limits.min_precision is not None):
+        raise ConfigError(
+            f"{args.video}: recall/precision thresholds need a truth file "
+            f"({truth_path(args.video).name} beside the video, or --truth)"
+        )
+    result = replay(settings, args.video, truth, args.realtime, args.report, limits)
+    summary = summary_text(result.report, str(result.html_path) if result.html_path else None)
+    if args.json:
+        print(json.dumps(result.report))
+    print(summary, file=sys.stderr if args.json else sys.stdout)
+    return 0 if result.report["passed"] else EX_CHECKS_FAILED

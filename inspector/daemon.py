@@ -1,0 +1,93 @@
+"""The daemon assembled: cameras, engine and MQTT publisher around one :class:`Pipeline`.
+
+``inspector run`` and ``inspector replay`` both go through :func:`run_pipeline`, so an
+acceptance replay exercises exactly the code that runs at the line.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from inspector.capture.opencv_source import create_source
+from inspector.config import Settings
+from inspector.engines import create_engine
+from inspector.errors import BrokerError
+from inspector.pipeline.runner import Camera, Pipeline, RunSummary
+from inspector.publishing import MqttPublisher
+from inspector.publishing.mqtt import AckListener
+
+log = structlog.get_logger(__name__)
+
+
+def run_pipeline(
+    settings: Settings, run_id: str | None = None, on_ack: AckListener | None = None
+) -> RunSummary:
+    """Load the model, open the cameras, connect, run to the end, wait for every ack.
+
+    SIGINT/SIGTERM stop capturing; what was already captured is still inferred and
+    published. Raises :class:`BrokerError` when events stay unacknowledged.
+    """
+    engine = create_engine(settings.model, settings.batching.max_batch)
+    cameras: list[Camera] = []
+    try:
+        for camera_settings in settings.cameras:
+            source = create_source(camera_settings)
+            source.open()
+            cameras.append(Camera(camera_settings, source))
+        publisher = MqttPublisher(settings.mqtt, settings.line.id, on_ack=on_ack)
+        publisher.connect()
+    except BaseException:
+        for camera in cameras:
+            camera.source.close()
+        engine.close()
+        raise
+    pipeline = Pipeline(settings, cameras, engine, publisher, run_id=run_id)
+    try:
+        with _stop_on_signals(pipeline):
+            summary = pipeline.run()
+        pending = publisher.wait_for_acks(settings.mqtt.ack_timeout_s)
+        if pending:
+            raise BrokerError(
+                f"{pending} events not acknowledged by {settings.mqtt.host}:{settings.mqtt.port} "
+                f"within {settings.mqtt.ack_timeout_s:g} s"
+            )
+        return summary
+    finally:
+        publisher.publish_stats(pipeline.stats_snapshot())
+        publisher.close()
+        engine.close()
+        log.info("run_finished", **summary_dict(pipeline.summary()))
+
+
+def summary_dict(summary: RunSummary) -> dict[str, object]:
+    return {
+        "run_id": summary.run_id,
+        "frames_captured": summary.frames_captured,
+        "frames_dropped": summary.frames_dropped,
+        "frames_inferred": summary.frames_inferred,
+        "tiles_inferred": summary.tiles_inferred,
+        "events": summary.events,
+        "elapsed_s": summary.elapsed_s,
+        "latency_ms": summary.stats["latency_ms"],
+    }
+
+
+@contextmanager
+def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        pipeline.stop()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous: list[Any] = [signal.signal(signum, stop) for signum in signals]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
