@@ -139,8 +139,12 @@ class MqttSettings(_Section):
 class AcceptanceSettings(_Section):
     """Pass/fail limits of ``inspector replay``; unset limits are not checked."""
 
-    min_recall: float | None = Field(default=None, ge=0, le=1, description="frame recall")
-    min_precision: float | None = Field(default=None, ge=0, le=1, description="frame precision")
+    min_recall: float | None = Field(
+        default=None, ge=0, le=1, description="frame recall and each class's defect recall"
+    )
+    min_precision: float | None = Field(
+        default=None, ge=0, le=1, description="frame precision and each class's"
+    )
     max_p99_ms: float | None = Field(
         default=None, gt=0, description="p99 latency from capture to broker acknowledgement"
     )

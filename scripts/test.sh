@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run every check CI runs: lint, types, the test suite (real broker, real models).
+# Set up and run every check CI runs: lint, types, the test suite (real broker, real models),
+# and the demo in its small form. Arguments go to pytest (and then the demo is skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,train
@@ -10,3 +11,7 @@ echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
 .venv/bin/pytest -q "$@"
+if [ "$#" = 0 ]; then
+    echo "==> the demo, small (DEMO_QUICK=1 scripts/demo.sh)"
+    DEMO_QUICK=1 scripts/demo.sh
+fi

@@ -137,7 +137,7 @@ def run(**changes: Any) -> ReplayRun:
 
 def test_report_has_the_contract_fields_and_checks_turn_into_a_verdict() -> None:
     reported = reported_defects([event(1, ("crack", [0, 0, 64, 64]))])
-    limits = AcceptanceSettings(min_recall=0.3, min_precision=1.0, max_p99_ms=25.0)
+    limits = AcceptanceSettings(min_recall=0.5, min_precision=1.0, max_p99_ms=25.0)
     report = build_report(run(), TRUTH, reported, limits)
     for key in (
         "frame_precision", "frame_recall", "frame_f1", "per_class", "missed_frames",
@@ -150,8 +150,12 @@ def test_report_has_the_contract_fields_and_checks_turn_into_a_verdict() -> None
     assert sum(report["latency_histogram_ms"]["counts"]) == 3
     assert report["timeline"]["true"] == {"crack": [1, 2], "stain": [2, 4]}
     assert [(c["name"], c["passed"]) for c in report["checks"]] == [
-        ("frame_recall", True),
+        ("frame_recall", False),  # 1 of 3
+        ("recall[crack]", True),  # 1 of 2
+        ("recall[stain]", False),
         ("frame_precision", True),
+        ("precision[crack]", True),
+        ("precision[stain]", True),  # none reported, none false
         ("latency_p99_ms", False),
     ]
     assert report["passed"] is False

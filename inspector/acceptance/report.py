@@ -109,10 +109,20 @@ def build_report(
 
 
 def checks(report: Mapping[str, Any], limits: AcceptanceSettings) -> list[dict[str, Any]]:
-    """One entry per limit that is set; a limit on a figure the replay lacks fails."""
+    """One entry per limit and figure; a limit on a figure the replay lacks fails.
+
+    Recall and precision limits hold for the frames and for every class's defects,
+    since a line is accepted when each kind of defect is found, not just most frames.
+    """
+    per_class = report["per_class"]
     wanted = [
         ("frame_recall", report["frame_recall"], ">=", limits.min_recall),
+        *((f"recall[{c}]", s["recall"], ">=", limits.min_recall) for c, s in per_class.items()),
         ("frame_precision", report["frame_precision"], ">=", limits.min_precision),
+        *(
+            (f"precision[{c}]", s["precision"], ">=", limits.min_precision)
+            for c, s in per_class.items()
+        ),
         ("latency_p99_ms", report["latency_ms"]["p99"], "<=", limits.max_p99_ms),
     ]
     result = []

@@ -31,7 +31,8 @@ frame is dropped when inference falls behind.
 
 EPILOG = """\
 thresholds (each also settable in the config's [acceptance] section):
-  --min-recall / --min-precision   frame-level recall / precision, 0..1
+  --min-recall / --min-precision   recall / precision, 0..1, of the frames and of each
+                                   class's defects
   --max-p99-ms                     p99 latency from capture to broker acknowledgement
 
 exit status: 0 replayed (and every threshold met), 1 a threshold missed,
@@ -77,9 +78,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--report", type=Path, metavar="DIR", help="write DIR/report.json and DIR/report.html"
     )
-    parser.add_argument("--min-recall", type=_fraction, metavar="R")
-    parser.add_argument("--min-precision", type=_fraction, metavar="P")
-    parser.add_argument("--max-p99-ms", type=_positive, metavar="MS")
+    parser.add_argument("--min-recall", type=_fraction, metavar="R", help="fail below R")
+    parser.add_argument("--min-precision", type=_fraction, metavar="P", help="fail below P")
+    parser.add_argument("--max-p99-ms", type=_positive, metavar="MS", help="fail above MS")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.set_defaults(func=run)
 
