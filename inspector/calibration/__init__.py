@@ -1,0 +1,1 @@
+"""Calibration: INT8 quantisation of a model from sample images (camera calibration joins later)."""

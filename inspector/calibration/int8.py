@@ -1,0 +1,227 @@
+"""INT8 by static quantisation: one Q/DQ ONNX model that ONNX Runtime runs on the CPU and
+TensorRT builds from (explicit quantisation, the only INT8 route TensorRT 11 keeps).
+
+Choices, and why:
+- QDQ format, symmetric signed INT8 for weights (per output channel) and activations:
+  TensorRT accepts only symmetric INT8 scales with a zero point of 0, and on a CPU
+  with VNNI/AMX ONNX Runtime runs S8S8 kernels at full speed.
+- Calibration inputs go through the daemon's own :class:`TileNormalizer`, so the
+  ranges are those of what the line will feed the model.
+- The calibration method (min-max, percentile, entropy) is chosen by measuring each
+  on the dataset's validation part, never its test part, which only reports the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from inspector.engines.card import ModelCard, load_model, write_card
+from inspector.engines.preprocess import TileNormalizer
+from inspector.errors import DatasetError, ModelError
+from inspector.training.datasets import IMAGE_SUFFIXES, read_image, resize_to
+
+METHODS = ("minmax", "percentile", "entropy")
+_BATCH = 16
+_PERCENTILE = 99.999
+
+
+def has_qdq(onnx_path: Path) -> bool:
+    """Whether a model is already quantised (QuantizeLinear/DequantizeLinear nodes)."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: calibration image folder not found")
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise DatasetError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
+
+
+def pick(paths: Sequence[Path], count: int, seed: int) -> list[Path]:
+    chosen = list(paths)
+    random.Random(seed).shuffle(chosen)
+    return chosen[:count]
+
+
+class TileReader:
+    """ONNX Runtime's ``CalibrationDataReader``: batches of normalised tiles, rewindable."""
+
+    def __init__(self, paths: Sequence[Path], card: ModelCard) -> None:
+        self._card = card
+        self._normalizer = TileNormalizer(card.input)
+        # Whole batches only: ONNX Runtime's histogram calibrators (percentile, entropy)
+        # cannot merge a short last batch with the others.
+        whole = len(paths) - len(paths) % _BATCH if len(paths) >= _BATCH else len(paths)
+        self._paths = list(paths)[:whole]
+        self._batches = self._load()
+        self._next = 0
+
+    def _load(self) -> list[np.ndarray]:
+        spec = self._card.input
+        tiles = [resize_to(read_image(p, spec.color), spec.width, spec.height) for p in self._paths]
+        result = []
+        for start in range(0, len(tiles), _BATCH):
+            chunk = np.stack(tiles[start : start + _BATCH])
+            out = np.empty((len(chunk), *self._normalizer.shape), np.float32)
+            result.append(self._normalizer.normalize(chunk, out=out))
+        return result
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._batches):
+            return None
+        self._next += 1
+        return {self._card.input.name: self._batches[self._next - 1]}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize(
+    onnx_path: Path, out_path: Path, reader: TileReader, method: str, card: ModelCard
+) -> ModelCard:
+    """Write ``out_path`` (Q/DQ INT8) and its card; return the card."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if method not in methods:
+        raise ModelError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
+    reader.rewind()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # The quantiser prints progress to stdout and warns through the root logger; keep
+    # stdout for --json and the terminal for our own lines.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        contextlib.redirect_stdout(sys.stderr),
+        _quiet_root_logger(),
+    ):
+        prepared = Path(scratch) / "prepared.onnx"
+        # Shape inference and graph fusions first (BatchNorm into Conv and the like), so
+        # scales are computed for the ops that will actually run.
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "CalibMovingAverage": method == "minmax",
+                "CalibPercentile": _PERCENTILE,
+                "CalibTensorRangeSymmetric": True,
+            },
+        )
+    quantized = card.model_copy(
+        update={
+            "name": f"{card.name}-int8",
+            "quantization": {
+                "format": "QDQ",
+                "weights": "int8, symmetric, per channel",
+                "activations": "int8, symmetric, per tensor",
+                "method": method,
+                "calibration_images": len(reader),
+                "from": {"name": card.name, "sha256": card.sha256},
+            },
+        }
+    )
+    return write_card(quantized, out_path)
+
+
+@dataclass
+class CalibrationResult:
+    path: Path
+    card: ModelCard
+    method: str
+    tried: dict[str, float] = field(default_factory=dict)  # method -> validation accuracy
+    fp32: dict[str, Any] | None = None  # test-part report of the original model
+    int8: dict[str, Any] | None = None  # test-part report of the quantised model
+
+
+def calibrate_int8(
+    onnx_path: Path,
+    out_path: Path,
+    paths: Sequence[Path],
+    method: str = "auto",
+    evaluate: Callable[[Path, str], dict[str, Any]] | None = None,
+    on_method: Callable[[str, float], None] | None = None,
+) -> CalibrationResult:
+    """Quantise with ``method``, or with each method and keep the best on validation.
+
+    ``evaluate(model_path, part)`` returns a classification report of a model on a
+    dataset part; without it, "auto" cannot measure and falls back to percentile.
+    """
+    card = load_model(onnx_path)
+    if has_qdq(onnx_path):
+        raise ModelError(f"{onnx_path}: already quantised (it has Q/DQ nodes)")
+    reader = TileReader(paths, card)
+    if method != "auto":
+        quantized = quantize(onnx_path, out_path, reader, method, card)
+        result = CalibrationResult(out_path, quantized, method)
+    elif evaluate is None:
+        result = CalibrationResult(
+            out_path, quantize(onnx_path, out_path, reader, "percentile", card), "percentile"
+        )
+    else:
+        tried: dict[str, float] = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            for candidate in METHODS:
+                trial = Path(scratch) / f"{candidate}.onnx"
+                quantize(onnx_path, trial, reader, candidate, card)
+                tried[candidate] = float(evaluate(trial, "val")["accuracy"])
+                if on_method is not None:
+                    on_method(candidate, tried[candidate])
+        # Best validation accuracy; ties go to the simpler, cheaper method (METHODS order).
+        best = max(METHODS, key=lambda m: (tried[m], -METHODS.index(m)))
+        result = CalibrationResult(
+            out_path, quantize(onnx_path, out_path, reader, best, card), best, tried
+        )
+    if evaluate is not None:
+        result.fp32 = evaluate(onnx_path, "test")
+        result.int8 = evaluate(out_path, "test")
+    return result
+
+
+def default_output(onnx_path: Path) -> Path:
+    return onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")

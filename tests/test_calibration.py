@@ -1,0 +1,108 @@
+"""INT8 calibration: a real Q/DQ model from ONNX Runtime's quantiser, run by ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import pytest
+
+from inspector.calibration.int8 import has_qdq
+from inspector.demo.models import build_color_model
+from inspector.engines.card import load_model
+from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+COLOURS = {"ok": (95, 95, 95), "crack": (245, 245, 245), "stain": (30, 30, 235)}
+
+
+def write_dataset(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(1)
+    for part in ("train", "val", "test"):
+        for label, colour in COLOURS.items():
+            folder = root / part / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                image = np.full((40, 40, 3), colour, np.int16) + rng.integers(-20, 21, (40, 40, 3))
+                cv2.imwrite(str(folder / f"{i}.png"), image.clip(0, 255).astype(np.uint8))
+    return root
+
+
+def inspector(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("int8")
+    model = root / "m.onnx"
+    build_color_model(model, size=32, busy_layers=2)  # real convolutions to quantise
+    return model, write_dataset(root / "data")
+
+
+def test_calibrate_picks_a_method_on_validation_and_keeps_the_accuracy(
+    model_and_data: tuple[Path, Path],
+) -> None:
+    model, data = model_and_data
+    result = inspector("calibrate", "int8", str(model), "--dataset", str(data), "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    int8 = Path(summary["int8_model"])
+    assert int8 == model.with_name("m-int8.onnx")
+    assert set(summary["validation_accuracy_by_method"]) == {"minmax", "percentile", "entropy"}
+    assert summary["method"] in summary["validation_accuracy_by_method"]
+    assert summary["fp32_test_accuracy"] == 1.0
+    assert summary["accuracy_change"] == 0.0
+    # A real Q/DQ graph with int8 weights, and a card the daemon accepts.
+    assert has_qdq(int8) and not has_qdq(model)
+    graph = onnx.load(str(int8)).graph
+    zero_points = [t for t in graph.initializer if t.name.endswith("zero_point")]
+    # Symmetric INT8 everywhere (what TensorRT requires); biases are INT32, as usual.
+    assert {t.data_type for t in zero_points if "bias" not in t.name} == {onnx.TensorProto.INT8}
+    assert all(not onnx.numpy_helper.to_array(t).any() for t in zero_points)
+    card = load_model(int8)
+    assert card.name == "demo-color-int8"
+    assert card.model_extra is not None
+    assert card.model_extra["quantization"]["method"] == summary["method"]
+
+
+def test_int8_logits_stay_close_to_fp32(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    int8 = model.with_name("m-int8.onnx")
+    if not int8.exists():
+        assert inspector("calibrate", "int8", str(model), "--dataset", str(data)).returncode == 0
+    batch = np.random.default_rng(2).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
+    outputs = []
+    for path in (model, int8):
+        engine = OnnxRuntimeEngine(path, load_model(path), threads=1, max_batch=8)
+        outputs.append(engine.infer(batch))
+        engine.close()
+    assert np.abs(outputs[0] - outputs[1]).max() < 0.25
+
+
+def test_calibrating_an_int8_model_again_is_refused(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    int8 = model.with_name("m-int8.onnx")
+    if not int8.exists():
+        assert inspector("calibrate", "int8", str(model), "--dataset", str(data)).returncode == 0
+    result = inspector("calibrate", "int8", str(int8), "--images", str(data / "train"))
+    assert result.returncode == 78
+    assert "already quantised" in result.stderr
+
+
+def test_an_empty_image_folder_is_a_clear_error(
+    tmp_path: Path, model_and_data: tuple[Path, Path]
+) -> None:
+    model, _ = model_and_data
+    (tmp_path / "empty").mkdir()
+    result = inspector("calibrate", "int8", str(model), "--images", str(tmp_path / "empty"))
+    assert result.returncode == 65
+    assert f"{tmp_path / 'empty'}: no images" in result.stderr
