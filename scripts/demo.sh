@@ -41,15 +41,9 @@ if [ ! -f "$recording" ] || [ ! -f "$recording.truth.jsonl" ]; then
     "$inspector" make-recording elpv --out "$recording" "${recording_args[@]}"
 fi
 
-port="$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$workdir/mosquitto.conf"
-mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-"$mosquitto_bin" -c "$workdir/mosquitto.conf" >"$workdir/mosquitto.log" 2>&1 &
-broker_pid=$!
-for _ in $(seq 50); do
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-done
+source scripts/lib/broker.sh
+start_broker "$workdir"
+port="$broker_port"
 echo "==> mosquitto on 127.0.0.1:$port"
 
 export INSPECTOR__MQTT__PORT="$port" INSPECTOR__MODEL__PATH="$PWD/$model"

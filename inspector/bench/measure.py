@@ -1,0 +1,136 @@
+"""Throughput measurements, each on the same model, tiles, batch size and threads.
+
+- engine: the backend alone, full batches from a preallocated buffer, back to back;
+- pipeline: the daemon (decode, tiling, batching, inference, post-processing, MQTT
+  publish to a real broker) replaying a recording, timed from start to last ack;
+- naive: one tile at a time, resize, normalise, run: how the papers' code would run.
+
+Ratios only mean something between figures taken in one run on one machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspector.config import Settings
+from inspector.daemon import run_pipeline
+from inspector.engines import create_engine
+from inspector.engines.preprocess import TileNormalizer
+from inspector.errors import SourceError
+from inspector.frames import Image
+from inspector.pipeline.stats import percentiles
+from inspector.tiling import Tiler
+
+_WARMUP_RUNS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    tiles_per_s: float
+    tiles: int
+    seconds: float
+    latency_ms: dict[str, float]  # per engine call (engine, naive) or per frame (pipeline)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tiles_per_s": round(self.tiles_per_s, 1),
+            "tiles": self.tiles,
+            "seconds": round(self.seconds, 3),
+            "latency_ms": self.latency_ms,
+        }
+
+
+def sample_tiles(settings: Settings, limit: int = 256) -> Image:
+    """Real tiles, cut by the daemon's tiler from the first camera's recording."""
+    source = settings.cameras[0].source
+    capture = cv2.VideoCapture(source)
+    tiler = Tiler(settings.tiling.size, settings.tiling.stride, settings.tiling.roi)
+    tiles: list[Image] = []
+    try:
+        while len(tiles) < limit:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            tiles.extend(tiler.views(frame))
+    finally:
+        capture.release()
+    if not tiles:
+        raise SourceError(f"{source}: no frames to take benchmark tiles from")
+    return np.stack(tiles[:limit])
+
+
+def _timed_loop(step: Callable[[], int], seconds: float) -> tuple[int, float, list[float]]:
+    for _ in range(_WARMUP_RUNS):
+        step()
+    done, calls_ms = 0, []
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        before = time.perf_counter()
+        done += step()
+        calls_ms.append((time.perf_counter() - before) * 1e3)
+    return done, elapsed, calls_ms
+
+
+def engine_throughput(settings: Settings, tiles: Image, seconds: float) -> Throughput:
+    batch_size = settings.batching.max_batch
+    engine = create_engine(settings.model, batch_size)
+    try:
+        normalizer = TileNormalizer(engine.card.input)
+        picked = np.resize(tiles, (batch_size, *tiles.shape[1:]))  # repeat to a full batch
+        batch = normalizer.normalize(picked, np.empty((batch_size, *normalizer.shape), np.float32))
+
+        def step() -> int:
+            engine.infer(batch)
+            return batch_size
+
+        done, elapsed, calls = _timed_loop(step, seconds)
+    finally:
+        engine.close()
+    return Throughput(done / elapsed, done, elapsed, percentiles(calls))
+
+
+def naive_throughput(settings: Settings, tiles: Image, seconds: float) -> Throughput:
+    """A tile at a time through the same runtime: resize, normalise in float64, run, repeat."""
+    engine = create_engine(settings.model, 1)
+    try:
+        spec = engine.card.input
+        mean, std = np.asarray(spec.mean), np.asarray(spec.std)
+        index = 0
+
+        def step() -> int:
+            nonlocal index
+            tile = tiles[index % len(tiles)]
+            index += 1
+            rgb = cv2.cvtColor(cv2.resize(tile, (spec.width, spec.height)), cv2.COLOR_BGR2RGB)
+            x = ((rgb / spec.scale - mean) / std).transpose(2, 0, 1)[None]
+            engine.infer(np.ascontiguousarray(x, dtype=np.float32))
+            return 1
+
+        done, elapsed, calls = _timed_loop(step, seconds)
+    finally:
+        engine.close()
+    return Throughput(done / elapsed, done, elapsed, percentiles(calls))
+
+
+def pipeline_throughput(settings: Settings) -> Throughput:
+    summary = run_pipeline(settings)
+    seconds = max(summary.elapsed_s, 1e-9)
+    return Throughput(
+        summary.tiles_inferred / seconds,
+        summary.tiles_inferred,
+        seconds,
+        dict(summary.stats["latency_ms"]),
+    )
+
+
+def with_model(settings: Settings, model: Path) -> Settings:
+    return settings.model_copy(
+        update={"model": settings.model.model_copy(update={"path": model.resolve()})}
+    )

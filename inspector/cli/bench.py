@@ -1,0 +1,145 @@
+"""``inspector bench``: how close the whole pipeline comes to the bare engine, and INT8 to FP32."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from inspector.cli.run import DEFAULT_CONFIG
+
+DESCRIPTION = """\
+Measure, in one run, on the config's model, batch size (batching.max_batch) and
+threads (model.threads):
+  engine    the backend alone on full batches of real tiles, back to back;
+  pipeline  the daemon replaying the first camera's recording: decode, tiling,
+            batching, inference, post-processing, MQTT publish to the configured
+            broker (start one first), timed to the last acknowledgement;
+  naive     one tile at a time (resize, normalise, run): how the papers' code runs;
+and their ratios. With --int8 MODEL the engine and pipeline are measured again on
+that model, and int8_vs_fp32 is the ratio of the engine figures.
+"""
+
+EPILOG = """\
+example (benchmarks/bench.sh starts a broker and runs this):
+  inspector bench --config config.toml --int8 engines/elpv-lite0-int8.onnx --json
+
+exit status: 0 measured; 66 the recording cannot be read; 69 broker unreachable;
+78 bad config or model.
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "bench",
+        help="benchmark the pipeline against the bare engine (and INT8 against FP32)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="TOML file (default: config.toml)"
+    )
+    parser.add_argument("--int8", type=Path, metavar="MODEL", help="an INT8 (Q/DQ) model too")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="per engine/naive measurement (default 10)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(func=run)
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.bench.measure import (
+        engine_throughput,
+        naive_throughput,
+        pipeline_throughput,
+        sample_tiles,
+        with_model,
+    )
+    from inspector.config import load_settings
+    from inspector.logs import configure_logging
+
+    settings = load_settings(args.config)
+    configure_logging("warning", settings.logging.format)
+    tiles = sample_tiles(settings)
+
+    def say(text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+    say(f"engine ({settings.model.path.name}, batch {settings.batching.max_batch})")
+    engine = engine_throughput(settings, tiles, args.seconds)
+    say(f"pipeline (replaying {settings.cameras[0].source})")
+    pipeline = pipeline_throughput(settings)
+    say("naive loop, one tile at a time")
+    naive = naive_throughput(settings, tiles, args.seconds)
+    result: dict[str, Any] = {
+        "model": str(settings.model.path),
+        "batch": settings.batching.max_batch,
+        "threads": settings.model.threads,
+        "engine_tiles_per_s": round(engine.tiles_per_s, 1),
+        "pipeline_tiles_per_s": round(pipeline.tiles_per_s, 1),
+        "naive_tiles_per_s": round(naive.tiles_per_s, 1),
+        "pipeline_vs_engine": _ratio(pipeline.tiles_per_s, engine.tiles_per_s),
+        "engine_vs_naive": _ratio(engine.tiles_per_s, naive.tiles_per_s),
+        "latency_ms": pipeline.latency_ms,
+        "engine_batch_ms": engine.latency_ms,
+        "detail": {
+            "engine": engine.as_dict(),
+            "pipeline": pipeline.as_dict(),
+            "naive": naive.as_dict(),
+        },
+    }
+    if args.int8 is not None:
+        int8_settings = with_model(settings, args.int8)
+        say(f"engine, INT8 ({args.int8.name})")
+        int8_engine = engine_throughput(int8_settings, tiles, args.seconds)
+        say("pipeline, INT8")
+        int8_pipeline = pipeline_throughput(int8_settings)
+        result.update(
+            {
+                "int8_model": str(args.int8),
+                "int8_engine_tiles_per_s": round(int8_engine.tiles_per_s, 1),
+                "int8_pipeline_tiles_per_s": round(int8_pipeline.tiles_per_s, 1),
+                "int8_pipeline_vs_engine": _ratio(
+                    int8_pipeline.tiles_per_s, int8_engine.tiles_per_s
+                ),
+                "int8_vs_fp32": _ratio(int8_engine.tiles_per_s, engine.tiles_per_s),
+                "int8_latency_ms": int8_pipeline.latency_ms,
+            }
+        )
+        result["detail"].update(
+            {"int8_engine": int8_engine.as_dict(), "int8_pipeline": int8_pipeline.as_dict()}
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(_table(result))
+    return 0
+
+
+def _table(result: dict[str, Any]) -> str:
+    latency = result["latency_ms"]
+    lines = [
+        f"model {result['model']}  batch {result['batch']}  threads {result['threads']}",
+        f"  engine    {result['engine_tiles_per_s']:>9.1f} tiles/s",
+        f"  pipeline  {result['pipeline_tiles_per_s']:>9.1f} tiles/s  "
+        f"= {result['pipeline_vs_engine']:.3f} x engine  "
+        f"(latency p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms)",
+        f"  naive     {result['naive_tiles_per_s']:>9.1f} tiles/s  "
+        f"(engine = {result['engine_vs_naive']:.1f} x naive)",
+    ]
+    if "int8_vs_fp32" in result:
+        lines += [
+            f"INT8 {result['int8_model']}",
+            f"  engine    {result['int8_engine_tiles_per_s']:>9.1f} tiles/s  "
+            f"= {result['int8_vs_fp32']:.2f} x FP32",
+            f"  pipeline  {result['int8_pipeline_tiles_per_s']:>9.1f} tiles/s  "
+            f"= {result['int8_pipeline_vs_engine']:.3f} x engine",
+        ]
+    return "\n".join(lines)
