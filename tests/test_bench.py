@@ -1,0 +1,62 @@
+"""`inspector bench` end to end on a small real recording, model and broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.calibration.int8 import calibrate_int8
+from inspector.demo.models import build_color_model
+
+pytestmark = pytest.mark.e2e
+
+TILE = 32
+
+
+def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto: Any) -> None:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 30, (4 * TILE, 2 * TILE))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        writer.write(rng.integers(0, 256, (2 * TILE, 4 * TILE, 3), np.uint8))
+    writer.release()
+    model = tmp_path / "m.onnx"
+    build_color_model(model, size=TILE, busy_layers=2)
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(16):
+        cv2.imwrite(str(calibration / f"{i}.png"), rng.integers(0, 256, (TILE, TILE, 3), np.uint8))
+    int8 = calibrate_int8(model, tmp_path / "m-int8.onnx", sorted(calibration.iterdir())).path
+    config = tmp_path / "bench.toml"
+    config.write_text(
+        f'[line]\nid = "bench"\n[[cameras]]\nid = "cam0"\nsource = "{video}"\n'
+        f'[model]\npath = "{model}"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[batching]\nmax_batch = 8\n[mqtt]\nport = {mosquitto.port}\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "bench", "--config", str(config),
+         "--int8", str(int8), "--seconds", "0.5", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("engine_tiles_per_s", "pipeline_tiles_per_s", "naive_tiles_per_s"):
+        assert report[key] > 0
+    assert report["pipeline_vs_engine"] == round(
+        report["pipeline_tiles_per_s"] / report["engine_tiles_per_s"], 3
+    )
+    assert report["int8_vs_fp32"] == round(
+        report["int8_engine_tiles_per_s"] / report["engine_tiles_per_s"], 3
+    )
+    assert report["detail"]["pipeline"]["tiles"] == 30 * 8  # the whole recording, every tile
+    assert report["detail"]["int8_pipeline"]["tiles"] == 30 * 8
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
