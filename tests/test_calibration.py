@@ -13,10 +13,10 @@ import onnx
 import onnx.numpy_helper
 import pytest
 
-from inspector.calibration.int8 import has_qdq
 from inspector.demo.models import build_color_model
 from inspector.engines.card import load_model
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
+from inspector.engines.plan import has_qdq
 
 COLOURS = {"ok": (95, 95, 95), "crack": (245, 245, 245), "stain": (30, 30, 235)}
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from inspector.engines.card import ModelCard, load_model, write_card
+from inspector.engines.plan import has_qdq
 from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import DatasetError, ModelError
 from inspector.training.datasets import IMAGE_SUFFIXES, read_image, resize_to
@@ -34,12 +34,6 @@ from inspector.training.datasets import IMAGE_SUFFIXES, read_image, resize_to
 METHODS = ("minmax", "percentile", "entropy")
 _BATCH = 16
 _PERCENTILE = 99.999
-
-
-def has_qdq(onnx_path: Path) -> bool:
-    """Whether a model is already quantised (QuantizeLinear/DequantizeLinear nodes)."""
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
 def images_in(folder: Path) -> list[Path]:

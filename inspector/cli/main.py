@@ -14,7 +14,17 @@ from inspector.logs import configure_logging
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `inspector --help` stays fast and each command's heavy
     # dependencies load only when that command runs.
-    from inspector.cli import bench, calibrate, evaluate, make_recording, replay, run, train, watch
+    from inspector.cli import (
+        bench,
+        build_engine,
+        calibrate,
+        evaluate,
+        make_recording,
+        replay,
+        run,
+        train,
+        watch,
+    )
 
     parser = argparse.ArgumentParser(
         prog="inspector",
@@ -22,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, watch, replay, make_recording, train, evaluate, calibrate, bench):
+    for module in (
+        run,
+        watch,
+        replay,
+        make_recording,
+        train,
+        evaluate,
+        calibrate,
+        build_engine,
+        bench,
+    ):
         module.register(commands)
     return parser
 

@@ -7,20 +7,12 @@ rather than an ``ImportError`` at start-up.
 
 from __future__ import annotations
 
-import importlib
-
 from inspector.config import BackendName, ModelSettings
 from inspector.engines.base import Engine
 from inspector.engines.card import ModelCard, load_model
 from inspector.errors import ModelError
 
 __all__ = ["Engine", "ModelCard", "create_engine", "load_model"]
-
-_TENSORRT_MISSING = (
-    "model.backend = 'tensorrt': the TensorRT backend is not available in this build "
-    "(needs the [tensorrt] extra and an NVIDIA GPU); use backend = 'onnxruntime'"
-)
-
 
 def create_engine(settings: ModelSettings, max_batch: int) -> Engine:
     """Validate the model and its card, then open it on the configured backend."""
@@ -35,11 +27,8 @@ def create_engine(settings: ModelSettings, max_batch: int) -> Engine:
 
 
 def _tensorrt(settings: ModelSettings, card: ModelCard, max_batch: int) -> Engine:
-    # Imported by name: the module (and the tensorrt/cuda packages it needs)
-    # is optional, and may be absent from this build altogether.
-    try:
-        module = importlib.import_module("inspector.engines.tensorrt_engine")
-    except ImportError as exc:
-        raise ModelError(_TENSORRT_MISSING) from exc
-    engine: Engine = module.TensorRtEngine(settings.path, card, max_batch=max_batch)
-    return engine
+    # Imported only when chosen: the backend imports tensorrt and cuda-python (the
+    # [tensorrt] extra) in its constructor and names what is missing as a ModelError.
+    from inspector.engines.tensorrt_engine import TensorRtEngine
+
+    return TensorRtEngine(settings.path, card, max_batch=max_batch)
