@@ -460,3 +460,63 @@ def test_real_tensorrt_matches_onnxruntime(tmp_path: Path, precision: str) -> No
     for ticket, one in zip(tickets, tiles[1:3], strict=True):
         np.testing.assert_allclose(engine.collect(ticket), reference.infer(one), atol=tolerance)
     engine.close()
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def publish_event(self, event: Any) -> int:
+        self.events.append(dict(event))
+        return len(self.events)
+
+    def publish_stats(self, stats: Any) -> None:
+        pass
+
+
+def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
+    fake_gpu: Any, tmp_path: Path
+) -> None:
+    import cv2
+
+    from inspector.capture.opencv_source import create_source
+    from inspector.config import Settings
+    from inspector.engines.base import AsyncEngine
+    from inspector.pipeline.runner import Camera, Pipeline
+
+    path = tmp_path / "demo.onnx"
+    card = build_color_model(path, size=SIZE)
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 30, (4 * SIZE, SIZE))
+    rng = np.random.default_rng(5)
+    colours = np.array([[245, 245, 245], [30, 30, 235], [60, 60, 60]], np.uint8)
+    for _ in range(24):  # random bright, red and dark tiles: some frames carry defects
+        frame = np.empty((SIZE, 4 * SIZE, 3), np.uint8)
+        for i, colour in enumerate(rng.choice(colours, size=4)):
+            frame[:, i * SIZE : (i + 1) * SIZE] = colour
+        writer.write(frame)
+    writer.release()
+    fake_gpu()
+    build_engine(path, card, max_batch=4, contexts=2)
+
+    def events(backend: BackendName) -> list[tuple[int, list[tuple[str, list[int]]]]]:
+        settings = Settings(
+            cameras=[{"id": "cam0", "source": str(video)}],
+            model={"path": path, "backend": backend, "threads": 1},
+            tiling={"size": SIZE, "stride": SIZE},
+            batching={"max_batch": 4, "max_wait_ms": 1},
+        )
+        engine = create_engine(settings.model, 4)
+        assert isinstance(engine, AsyncEngine) == (backend is BackendName.TENSORRT)
+        source = create_source(settings.cameras[0])
+        source.open()
+        sink = ListSink()
+        summary = Pipeline(settings, [Camera(settings.cameras[0], source)], engine, sink).run()
+        engine.close()
+        assert summary.frames_inferred == 24 and summary.tiles_inferred == 96
+        return sorted(
+            (e["frame_id"], [(d["class"], d["bbox_px"]) for d in e["defects"]]) for e in sink.events
+        )
+
+    on_gpu = events(BackendName.TENSORRT)
+    assert on_gpu and on_gpu == events(BackendName.ONNXRUNTIME)

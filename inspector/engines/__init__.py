@@ -14,6 +14,7 @@ from inspector.errors import ModelError
 
 __all__ = ["Engine", "ModelCard", "create_engine", "load_model"]
 
+
 def create_engine(settings: ModelSettings, max_batch: int) -> Engine:
     """Validate the model and its card, then open it on the configured backend."""
     card = load_model(settings.path)

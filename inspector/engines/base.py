@@ -9,7 +9,7 @@ post-processing.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -55,3 +55,23 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the runtime's sessions and device memory; idempotent."""
         ...
+
+
+@runtime_checkable
+class AsyncEngine(Engine, Protocol):
+    """An engine that keeps several batches in flight (the TensorRT backend: one CUDA
+    stream per execution context), so copies and compute of different batches overlap.
+
+    ``submit`` starts a batch and may return before it is done; the caller may reuse
+    ``batch`` as soon as it returns. ``collect`` waits for the oldest batch still in
+    flight and returns its scores; results come back in submission order.
+    """
+
+    @property
+    def full(self) -> bool:
+        """Whether every context is busy: collect before the next submit."""
+        ...
+
+    def submit(self, batch: Batch) -> Any: ...
+
+    def collect(self, ticket: Any = None) -> Scores: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.capture.source import FrameSource
 from inspector.config import CameraSettings, QueuePolicyName, Settings
 from inspector.engines import Engine
+from inspector.engines.base import AsyncEngine
 from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import InspectorError
 from inspector.frames import utc_now
@@ -183,6 +185,9 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------
 
     def _infer_loop(self) -> None:
+        if isinstance(self.engine, AsyncEngine):
+            self._infer_in_flight(self.engine)
+            return
         while True:
             batch = self._to_engine.get()
             if batch is None or self._errors:
@@ -202,6 +207,47 @@ class Pipeline:
             # The engine returned new memory, so the input buffer can be refilled now.
             self.pool.release(batch.buffer)
             self._results.put((batch, self.rule.probabilities(outputs)))
+
+    def _infer_in_flight(self, engine: AsyncEngine) -> None:
+        """Keep the engine's contexts busy: submit while one is free, collect the oldest
+        when all are busy or when no new batch is waiting."""
+        pending: deque[tuple[Batch, float]] = deque()
+
+        def collect_oldest() -> None:
+            batch, started = pending.popleft()
+            try:
+                outputs = engine.collect()
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self.stats.record_batch(batch.size, (time.perf_counter() - started) * 1e3)
+            self._results.put((batch, self.rule.probabilities(outputs)))
+
+        while True:
+            try:
+                batch = self._to_engine.get(block=not pending)
+            except queue.Empty:
+                collect_oldest()
+                continue
+            if batch is None or self._errors:
+                if batch is not None:
+                    self.pool.release(batch.buffer)
+                    continue
+                while pending:
+                    collect_oldest()
+                self._results.put(None)
+                return
+            if engine.full:
+                collect_oldest()
+            started = time.perf_counter()
+            try:
+                engine.submit(batch.inputs)
+            except Exception as exc:
+                self._fail(exc)
+                continue
+            finally:
+                self.pool.release(batch.buffer)  # submit copied it into the engine's memory
+            pending.append((batch, started))
 
     def _collect(self) -> None:
         while True:
