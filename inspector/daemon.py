@@ -21,6 +21,7 @@ from inspector.errors import BrokerError
 from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
+from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +49,22 @@ def run_pipeline(
         engine.close()
         raise
     pipeline = Pipeline(settings, cameras, engine, publisher, run_id=run_id)
+    notifier = SystemdNotifier()
+    keepalive_s = watchdog_interval_s()
+    watchdog = PipelineWatchdog(
+        notifier,
+        keepalive_s or settings.mqtt.stats_interval_s,
+        lambda: pipeline.stats.frames_inferred,
+        lambda: status_line(pipeline.stats_snapshot()),
+        keepalive=keepalive_s is not None,
+    )
     try:
-        with _stop_on_signals(pipeline):
+        with _stop_on_signals(pipeline, notifier):
+            notifier.ready(
+                f"inspecting {len(cameras)} camera(s) with {engine.card.name} "
+                f"on {settings.model.backend.value}"
+            )
+            watchdog.start()
             summary = pipeline.run()
         pending = publisher.wait_for_acks(settings.mqtt.ack_timeout_s)
         if pending:
@@ -59,6 +74,8 @@ def run_pipeline(
             )
         return summary
     finally:
+        watchdog.stop()
+        notifier.stopping("stopped")
         publisher.publish_stats(pipeline.stats_snapshot())
         publisher.close()
         engine.close()
@@ -78,10 +95,21 @@ def summary_dict(summary: RunSummary) -> dict[str, object]:
     }
 
 
+def status_line(stats: dict[str, Any]) -> str:
+    """The one line ``systemctl status`` shows."""
+    latency = stats["latency_ms"]
+    return (
+        f"{stats['fps']:.1f} frames/s, {stats['tiles_per_s']:.0f} tiles/s, "
+        f"latency p50 {latency['p50']:.0f} ms, {stats['events']} events, "
+        f"{stats['dropped_frames']} dropped"
+    )
+
+
 @contextmanager
-def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+def _stop_on_signals(pipeline: Pipeline, notifier: SystemdNotifier) -> Iterator[None]:
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
+        notifier.stopping()
         pipeline.stop()
 
     signals = (signal.SIGINT, signal.SIGTERM)
