@@ -136,6 +136,21 @@ class MqttSettings(_Section):
     stats_interval_s: float = Field(default=5.0, gt=0)
 
 
+class OutboxSettings(_Section):
+    """The durable outbox between post-processing and MQTT (SQLite, WAL)."""
+
+    enabled: bool = True
+    path: Path | None = Field(
+        default=None,
+        description="default: $STATE_DIRECTORY/outbox.sqlite under systemd, "
+        "else state/<line>-outbox.sqlite beside the config file",
+    )
+    max_events: int = Field(default=100_000, ge=1, description="events kept unacknowledged")
+    when_full: Literal["drop_oldest", "drop_newest"] = Field(
+        default="drop_oldest", description="which event to give up when max_events is reached"
+    )
+
+
 class AcceptanceSettings(_Section):
     """Pass/fail limits of ``inspector replay``; unset limits are not checked."""
 
@@ -171,6 +186,7 @@ class Settings(BaseSettings):
     tiling: TilingSettings = TilingSettings()
     batching: BatchingSettings = BatchingSettings()
     mqtt: MqttSettings = MqttSettings()
+    outbox: OutboxSettings = OutboxSettings()
     acceptance: AcceptanceSettings = AcceptanceSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -239,6 +255,12 @@ def resolve_source(source: str, base: Path) -> str:
     return str(base / source)
 
 
+def default_outbox(line_id: str) -> Path:
+    """systemd's StateDirectory= when run as a service, else state/ beside the config."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) / "outbox.sqlite" if state else Path("state") / f"{line_id}-outbox.sqlite"
+
+
 def load_settings(path: Path, **overrides: Any) -> Settings:
     """Read, merge and validate the configuration, or raise one clear ConfigError.
 
@@ -277,4 +299,16 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
             }
         )
         mqtt = mqtt.model_copy(update={"tls": tls})
-    return settings.model_copy(update={"cameras": cameras, "model": model, "mqtt": mqtt})
+    outbox = settings.outbox
+    outbox_path = outbox.path
+    if outbox_path is None:
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        outbox_path = (
+            Path(state) / "outbox.sqlite"
+            if state
+            else Path("state") / f"{settings.line.id}-outbox.sqlite"
+        )
+    outbox = outbox.model_copy(update={"path": _resolve(outbox_path, base)})
+    return settings.model_copy(
+        update={"cameras": cameras, "model": model, "mqtt": mqtt, "outbox": outbox}
+    )

@@ -18,9 +18,10 @@ from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
 from inspector.errors import BrokerError
-from inspector.pipeline.runner import Camera, Pipeline, RunSummary
+from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
+from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 
 log = structlog.get_logger(__name__)
@@ -36,19 +37,36 @@ def run_pipeline(
     """
     engine = create_engine(settings.model, settings.batching.max_batch)
     cameras: list[Camera] = []
+    outbox: Outbox | None = None
     try:
         for camera_settings in settings.cameras:
             source = create_source(camera_settings)
             source.open()
             cameras.append(Camera(camera_settings, source))
-        publisher = MqttPublisher(settings.mqtt, settings.line.id, on_ack=on_ack)
+        if settings.outbox.enabled:
+            assert settings.outbox.path is not None  # load_settings fills in the default
+            outbox = Outbox(
+                settings.outbox.path, settings.outbox.max_events, settings.outbox.when_full
+            )
+        publisher = MqttPublisher(
+            settings.mqtt,
+            settings.line.id,
+            on_ack=chain_acks(outbox.remove_acked if outbox is not None else None, on_ack),
+        )
         publisher.connect()
     except BaseException:
         for camera in cameras:
             camera.source.close()
         engine.close()
+        if outbox is not None:
+            outbox.close()
         raise
-    pipeline = Pipeline(settings, cameras, engine, publisher, run_id=run_id)
+    sink: EventSink = publisher
+    if outbox is not None:
+        durable = DurableSink(publisher, outbox)
+        durable.resend_backlog()  # oldest first, before anything this run finds
+        sink = durable
+    pipeline = Pipeline(settings, cameras, engine, sink, run_id=run_id)
     notifier = SystemdNotifier()
     keepalive_s = watchdog_interval_s()
     watchdog = PipelineWatchdog(
@@ -76,9 +94,11 @@ def run_pipeline(
     finally:
         watchdog.stop()
         notifier.stopping("stopped")
-        publisher.publish_stats(pipeline.stats_snapshot())
+        sink.publish_stats(pipeline.stats_snapshot())
         publisher.close()
         engine.close()
+        if outbox is not None:
+            outbox.close()
         log.info("run_finished", **summary_dict(pipeline.summary()))
 
 

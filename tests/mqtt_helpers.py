@@ -52,14 +52,26 @@ def mosquitto_binary() -> str:
 class Broker:
     """One mosquitto on loopback; stop() and start() keep its port for fault tests."""
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        persistence: bool = False,
+    ) -> None:
         self.host = host
         self.port = port or free_port()
         self.binary = mosquitto_binary()
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        # persistence: sessions and queued QoS 1 messages survive a restart, as on a plant broker.
+        stored = "persistence false\n"
+        if persistence:
+            # Started as root, mosquitto would drop to its own user, who cannot write here.
+            stay = "user root\n" if os.geteuid() == 0 else ""
+            stored = f"persistence true\npersistence_location {workdir}/\n{stay}"
         self.config.write_text(
-            f"listener {self.port} {host}\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} {host}\nallow_anonymous true\n{stored}"
             "log_dest stderr\nlog_type all\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -107,7 +119,11 @@ class Message(NamedTuple):
 class Collector:
     """A paho subscriber that records every message; subscribed once the constructor returns."""
 
-    def __init__(self, host: str, port: int, topic: str, qos: int = 1) -> None:
+    def __init__(
+        self, host: str, port: int, topic: str, qos: int = 1, persistent: bool = False
+    ) -> None:
+        """``persistent``: a durable session (clean_session=False) that reconnects by itself,
+        so a broker with persistence queues what arrives while the collector is cut off."""
         self.topic = topic
         self.messages: list[Message] = []
         self._seen = 0  # how many a wait_for() has handed out, for assert_no_more()
@@ -116,7 +132,9 @@ class Collector:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"test-collector-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
         )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.connect(host, port, keepalive=10)

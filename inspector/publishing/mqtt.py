@@ -321,14 +321,14 @@ class MqttPublisher:
         they are not JSON, and consumers would reject the event.
         """
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return self.publish_payload(str(event["event_id"]), payload.encode())
+
+    def publish_payload(self, event_id: str, payload: bytes) -> int:
+        """Queue one already-serialised event (from the outbox); tracked until acked."""
         info = self._send(
-            self._require_client(),
-            self._defects_topic,
-            payload.encode(),
-            qos=1,
-            retain=False,
-            event_id=str(event["event_id"]),
-        )
+            self._require_client(), self._defects_topic, payload, qos=1, retain=False,
+            event_id=event_id,
+        )  # fmt: skip
         return info.mid
 
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
