@@ -151,6 +151,16 @@ class OutboxSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    """The Prometheus endpoint (/metrics) and the health check (/healthz)."""
+
+    port: int | None = Field(default=None, ge=1, le=65535, description="unset: no endpoint")
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 to let a remote Prometheus in")
+    stall_after_s: float = Field(
+        default=30.0, gt=0, description="/healthz fails when no frame was inferred for this long"
+    )
+
+
 class AcceptanceSettings(_Section):
     """Pass/fail limits of ``inspector replay``; unset limits are not checked."""
 
@@ -187,6 +197,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     mqtt: MqttSettings = MqttSettings()
     outbox: OutboxSettings = OutboxSettings()
+    metrics: MetricsSettings = MetricsSettings()
     acceptance: AcceptanceSettings = AcceptanceSettings()
     logging: LoggingSettings = LoggingSettings()
 

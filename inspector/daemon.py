@@ -22,6 +22,7 @@ from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
 from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
+from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,11 @@ def run_pipeline(
         lambda: status_line(pipeline.stats_snapshot()),
         keepalive=keepalive_s is not None,
     )
+    metrics: MetricsServer | None = None
     try:
+        if settings.metrics.port is not None:
+            metrics = MetricsServer(settings.metrics, pipeline, publisher, outbox)
+            metrics.start()
         with _stop_on_signals(pipeline, notifier):
             notifier.ready(
                 f"inspecting {len(cameras)} camera(s) with {engine.card.name} "
@@ -93,6 +98,8 @@ def run_pipeline(
         return summary
     finally:
         watchdog.stop()
+        if metrics is not None:
+            metrics.close()
         notifier.stopping("stopped")
         sink.publish_stats(pipeline.stats_snapshot())
         publisher.close()

@@ -170,6 +170,10 @@ class Pipeline:
             stats=self.stats_snapshot(),
         )
 
+    @property
+    def engine_queue_depth(self) -> int:
+        return self._to_engine.qsize()
+
     def stats_snapshot(self) -> dict[str, Any]:
         snapshot = self.stats.snapshot()
         snapshot["line"] = self.settings.line.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 import time
 from collections import deque
@@ -25,11 +27,36 @@ def percentiles(samples_ms: list[float] | deque[float]) -> dict[str, float]:
     }
 
 
+# Milliseconds; Prometheus-style cumulative buckets, from a fast CPU tile to a stalled second.
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class Histogram:
+    """Counts per bucket and a sum, for the metrics endpoint (no dependency down here)."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= bound)``, ending with ``(inf, count)``."""
+        running, out = 0, []
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
 class PipelineStats:
     """Written by the pipeline's threads, read by the stats reporter. Lock-protected."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self.started_ns = time.monotonic_ns()
         self.frames_inferred = 0
         self.tiles_inferred = 0
@@ -37,26 +64,32 @@ class PipelineStats:
         self.events = 0
         self.latency_ms: deque[float] = deque(maxlen=_SAMPLES)
         self.inference_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.latency_histogram = Histogram()
+        self.inference_histogram = Histogram()
+        self.last_frame_ns = self.started_ns  # when a frame last came out of inference
         self._last = (self.started_ns, 0, 0)
 
     def record_batch(self, tiles: int, inference_ms: float) -> None:
-        with self._lock:
+        with self.lock:
             self.batches += 1
             self.tiles_inferred += tiles
             self.inference_ms.append(inference_ms)
+            self.inference_histogram.observe(inference_ms)
 
     def record_frame(self, latency_ms: float, event: bool) -> None:
-        with self._lock:
+        with self.lock:
             self.frames_inferred += 1
             self.events += int(event)
             self.latency_ms.append(latency_ms)
+            self.latency_histogram.observe(latency_ms)
+            self.last_frame_ns = time.monotonic_ns()
 
     def elapsed_s(self) -> float:
         return (time.monotonic_ns() - self.started_ns) / 1e9
 
     def snapshot(self) -> dict[str, Any]:
         """Totals, plus rates since the previous snapshot."""
-        with self._lock:
+        with self.lock:
             now = time.monotonic_ns()
             last_ns, last_frames, last_tiles = self._last
             span_s = max((now - last_ns) / 1e9, 1e-9)

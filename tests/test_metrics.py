@@ -1,0 +1,136 @@
+"""The Prometheus endpoint and /healthz of a running daemon (a real process, a real broker)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from mqtt_helpers import free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from inspector.demo.models import build_color_model
+from inspector.pipeline.stats import Histogram
+
+TILE = 32
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    histogram = Histogram((10, 100))
+    for value in (5, 10, 50, 500):
+        histogram.observe(value)
+    assert histogram.cumulative() == [(10, 2), (100, 3), (float("inf"), 4)]
+    assert histogram.total == 565
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def scrape(url: str) -> dict[str, float]:
+    _, text = get(url)
+    return {
+        sample.name + ("" if "camera" not in sample.labels else f"[{sample.labels['camera']}]"): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "le" not in sample.labels
+    }
+
+
+def start_daemon(
+    tmp_path: Path, broker_port: int, stall_after_s: float, busy_layers: int = 0
+) -> tuple[subprocess.Popen[str], str]:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
+    for i in range(40):
+        frame = np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8)
+        writer.write(frame)
+    writer.release()
+    build_color_model(tmp_path / "m.onnx", size=TILE, busy_layers=busy_layers)
+    port = free_port()
+    config = tmp_path / "line.toml"
+    line = f"metrics{uuid.uuid4().hex[:6]}"
+    config.write_text(
+        f'[line]\nid = "{line}"\n[[cameras]]\nid = "cam0"\nsource = "{video}"\nrealtime = true\n'
+        f'[model]\npath = "m.onnx"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[mqtt]\nport = {broker_port}\n[metrics]\nport = {port}\n"
+        f"stall_after_s = {stall_after_s}\n"
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return daemon, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.e2e
+def test_metrics_and_health_of_a_running_daemon(tmp_path: Path, mosquitto: Any) -> None:
+    daemon, base = start_daemon(tmp_path, mosquitto.port, stall_after_s=1)
+    try:
+        deadline = time.monotonic() + 20
+        metrics: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            try:
+                metrics = scrape(base + "/metrics")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if metrics.get("inspector_frames_inferred_total", 0) >= 10:
+                break
+            time.sleep(0.1)
+        assert metrics["inspector_frames_inferred_total"] >= 10
+        assert metrics["inspector_frames_captured_total[cam0]"] >= 10
+        assert (
+            metrics["inspector_tiles_inferred_total"]
+            == 2 * metrics["inspector_frames_inferred_total"]
+        )
+        assert metrics["inspector_events_published_total"] >= 4
+        assert metrics["inspector_broker_connected"] == 1
+        assert metrics["inspector_frames_dropped_total[cam0]"] == 0
+        assert (
+            metrics["inspector_latency_seconds_count"] == metrics["inspector_frames_inferred_total"]
+        )
+        assert "inspector_outbox_backlog" in metrics
+        assert get(base + "/healthz") == (200, "ok\n")
+        assert get(base + "/nothing")[0] == 404
+    finally:
+        _, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err[-2000:]
+
+
+@pytest.mark.e2e
+def test_healthz_fails_while_inference_is_stalled(tmp_path: Path, mosquitto: Any) -> None:
+    # ~0.5 s per batch (150 convolutions) against a 0.2 s stall limit: 503 between frames.
+    daemon, base = start_daemon(tmp_path, mosquitto.port, stall_after_s=0.2, busy_layers=150)
+    seen: set[int] = set()
+    texts: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and daemon.poll() is None and 503 not in seen:
+            try:
+                status, text = get(base + "/healthz")
+            except OSError:
+                time.sleep(0.05)
+                continue
+            seen.add(status)
+            texts.append(text)
+            time.sleep(0.05)
+    finally:
+        daemon.kill()
+        daemon.communicate(timeout=30)
+    assert 503 in seen
+    assert any(t.startswith("stalled: no frame inferred for") for t in texts)
