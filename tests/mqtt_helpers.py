@@ -58,7 +58,9 @@ class Broker:
         host: str = "127.0.0.1",
         port: int | None = None,
         persistence: bool = False,
+        listener_options: str = "",
     ) -> None:
+        """``listener_options``: extra mosquitto.conf lines for the listener (TLS, passwords)."""
         self.host = host
         self.port = port or free_port()
         self.binary = mosquitto_binary()
@@ -70,9 +72,12 @@ class Broker:
             # Started as root, mosquitto would drop to its own user, who cannot write here.
             stay = "user root\n" if os.geteuid() == 0 else ""
             stored = f"persistence true\npersistence_location {workdir}/\n{stay}"
+        if listener_options and os.geteuid() == 0 and "user root" not in stored:
+            stored += "user root\n"  # certificates and password files stay readable
+        anonymous = "false" if "password_file" in listener_options else "true"
         self.config.write_text(
-            f"listener {self.port} {host}\nallow_anonymous true\n{stored}"
-            "log_dest stderr\nlog_type all\n"
+            f"listener {self.port} {host}\n{listener_options}allow_anonymous {anonymous}\n"
+            f"{stored}log_dest stderr\nlog_type all\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
