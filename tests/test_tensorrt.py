@@ -473,6 +473,9 @@ class ListSink:
     def publish_stats(self, stats: Any) -> None:
         pass
 
+    def publish_camera_status(self, camera: str, status: Any) -> None:
+        pass
+
 
 def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
     fake_gpu: Any, tmp_path: Path

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
+import numpy as np
 import structlog
 
 from inspector.capture.frame_queue import FrameQueue
@@ -16,6 +18,9 @@ log = structlog.get_logger(__name__)
 
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
+
+# (capture thread, state, error): states "up", "reconnecting", "ended", "failed".
+StateListener = Callable[["CaptureThread", str, "str | None"], None]
 
 
 class CaptureThread(threading.Thread):
@@ -33,6 +38,7 @@ class CaptureThread(threading.Thread):
         frames: FrameQueue,
         stop: threading.Event,
         realtime: bool = False,
+        on_state: StateListener | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -41,18 +47,30 @@ class CaptureThread(threading.Thread):
         self.stop_event = stop
         self.realtime = realtime
         self.captured = 0
-        self.errors = 0
+        self.errors = 0  # failed reads and reopen attempts
+        self.reconnects = 0  # successful reopens after a loss
+        self.corrupt = 0  # frames delivered but unusable (empty, wrong type), skipped
+        self._on_state = on_state
         self.error: SourceError | None = None
         self._next_id = 0
         self._log = log.bind(camera=camera_id, source=source.description)
 
+    def _state(self, state: str, error: str | None = None) -> None:
+        if self._on_state is not None:
+            self._on_state(self, state, error)
+
     def run(self) -> None:
+        self._state("up")
         try:
             self._loop()
         except Exception as exc:  # a decoder crash must end this camera, not hang the run
             self.error = SourceError(f"camera {self.camera_id}: capture failed: {exc}")
             self._log.error("capture_failed", error=str(exc))
         finally:
+            if self.error is not None:
+                self._state("failed", str(self.error))
+            elif not self.stop_event.is_set():
+                self._state("ended")
             self.source.close()
             self.frames.close()
 
@@ -70,12 +88,17 @@ class CaptureThread(threading.Thread):
                     return
                 self.errors += 1
                 self._log.warning("source_lost", error=str(exc))
+                self._state("reconnecting", str(exc))
                 if not self._reopen():
                     return
                 continue
             if grab is None:
                 self._log.info("source_ended", frames=self.captured)
                 return
+            if not _usable(grab.image):
+                self.corrupt += 1
+                self._log.warning("corrupt_frame_skipped", corrupt=self.corrupt)
+                continue
             if period_ns:
                 # Pace a recording as the live line would deliver it.
                 due_ns = started_ns + self.captured * period_ns
@@ -105,6 +128,19 @@ class CaptureThread(threading.Thread):
                 self._log.warning("reopen_failed", error=str(exc), retry_in_s=delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
-            self._log.info("source_reopened")
+            self.reconnects += 1
+            self._log.info("source_reopened", reconnects=self.reconnects)
+            self._state("up")
             return True
         return False
+
+
+def _usable(image: object) -> bool:
+    """A decoder can hand back an empty or malformed array for a corrupt frame."""
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim in (2, 3)
+        and image.shape[0] > 0
+        and image.shape[1] > 0
+    )

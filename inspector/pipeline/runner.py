@@ -27,7 +27,7 @@ from inspector.engines import Engine
 from inspector.engines.base import AsyncEngine
 from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import InspectorError
-from inspector.frames import utc_now
+from inspector.frames import iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool, FrameJob
 from inspector.pipeline.events import defect_event, new_run_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
@@ -43,6 +43,8 @@ class EventSink(Protocol):
     def publish_event(self, event: Mapping[str, Any]) -> int: ...
 
     def publish_stats(self, stats: Mapping[str, Any]) -> None: ...
+
+    def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None: ...
 
 
 class PipelineError(InspectorError):
@@ -105,6 +107,7 @@ class Pipeline:
                 frames,
                 self.stop_event,
                 realtime=camera.settings.realtime,
+                on_state=self._camera_state,
             )
             for camera, frames in zip(self.cameras, self.queues, strict=True)
         ]
@@ -310,6 +313,23 @@ class Pipeline:
                 self.sink.publish_stats(self.stats_snapshot())
             except Exception as exc:  # stats are best effort; events are not
                 self._log.warning("stats_publish_failed", error=str(exc))
+
+    def _camera_state(self, capture: CaptureThread, state: str, error: str | None) -> None:
+        """Called on a capture thread when its camera goes up, is lost, ends or fails."""
+        status = {
+            "camera": capture.camera_id,
+            "state": state,
+            "error": error,
+            "errors": capture.errors,
+            "reconnects": capture.reconnects,
+            "corrupt_frames": capture.corrupt,
+            "captured": capture.captured,
+            "at": iso_utc(utc_now()),
+        }
+        try:
+            self.sink.publish_camera_status(capture.camera_id, status)
+        except Exception as exc:  # status is informative; inspection goes on without it
+            self._log.warning("camera_status_publish_failed", error=str(exc))
 
     # -- errors -------------------------------------------------------------------------
 

@@ -27,7 +27,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from inspector.config import MqttSettings
 from inspector.errors import BrokerError, ConfigError
-from inspector.publishing.topics import defects_topic, stats_topic, status_topic
+from inspector.publishing.topics import (
+    camera_status_topic,
+    defects_topic,
+    stats_topic,
+    status_topic,
+)
 
 Protocol = Literal["5", "3.1.1"]
 
@@ -123,6 +128,7 @@ class MqttPublisher:
         self._defects_topic = defects_topic(line_id)
         self._status_topic = status_topic(line_id)
         self._stats_topic = stats_topic(line_id)
+        self._line_id = line_id
         self._client: mqtt.Client | None = None
         self._protocol: Protocol | None = None
         self._handshake = _Handshake()
@@ -337,6 +343,12 @@ class MqttPublisher:
         client = self._require_client()
         if self.connected:  # QoS 0 while down would only be dropped by paho anyway
             self._send(client, self._stats_topic, payload.encode(), qos=0, retain=False)
+
+    def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
+        """Retained QoS 1, so a dashboard that connects later still sees each camera's state."""
+        payload = json.dumps(status, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        topic = camera_status_topic(self._line_id, camera)
+        self._send(self._require_client(), topic, payload.encode(), qos=1, retain=True)
 
     def wait_for_acks(self, timeout: float) -> int:
         """Block until every event is acknowledged or ``timeout`` passes; returns those pending."""

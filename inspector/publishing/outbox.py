@@ -146,6 +146,9 @@ class DurableSink:
         self.outbox.put(event_id, payload)
         return self.publisher.publish_payload(event_id, payload)
 
+    def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
+        self.publisher.publish_camera_status(camera, status)
+
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
         stats = {**stats, "outbox": {"backlog": len(self.outbox), "dropped": self.outbox.dropped,
                                      "write_errors": self.outbox.write_errors}}  # fmt: skip

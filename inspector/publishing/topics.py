@@ -27,3 +27,8 @@ def status_topic(line: str) -> str:
 def stats_topic(line: str) -> str:
     """``line/<line>/stats``: periodic QoS 0 JSON throughput and latency figures."""
     return f"line/{_check(line)}/stats"
+
+
+def camera_status_topic(line: str, camera: str) -> str:
+    """``line/<line>/status/<camera>``: retained JSON, the camera's state and last error."""
+    return f"line/{_check(line)}/status/{_check(camera)}"

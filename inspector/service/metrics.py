@@ -59,6 +59,14 @@ class PipelineCollector(Collector):
         errors = CounterMetricFamily(
             "inspector_camera_errors", "Camera read/reopen failures", labels=["line", "camera"]
         )
+        reconnects = CounterMetricFamily(
+            "inspector_camera_reconnects",
+            "Cameras reopened after a loss",
+            labels=["line", "camera"],
+        )
+        corrupt = CounterMetricFamily(
+            "inspector_frames_corrupt", "Unusable frames skipped", labels=["line", "camera"]
+        )
         depth = GaugeMetricFamily(
             "inspector_queue_depth", "Frames waiting for batching", labels=["line", "camera"]
         )
@@ -69,8 +77,10 @@ class PipelineCollector(Collector):
             captured.add_metric(labels, capture.captured)
             dropped.add_metric(labels, frames.dropped)
             errors.add_metric(labels, capture.errors)
+            reconnects.add_metric(labels, capture.reconnects)
+            corrupt.add_metric(labels, capture.corrupt)
             depth.add_metric(labels, frames.depth)
-        yield from (captured, dropped, errors, depth)
+        yield from (captured, dropped, errors, reconnects, corrupt, depth)
         with stats.lock:
             totals: list[tuple[str, str, float]] = [
                 ("inspector_frames_inferred", "Frames classified", stats.frames_inferred),
