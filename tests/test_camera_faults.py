@@ -1,0 +1,152 @@
+"""A network camera (HTTP MJPEG, decoded by FFmpeg) that fails, stalls and recovers while a
+second camera keeps inspecting: real daemon process, real broker, real decoder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from mqtt_helpers import free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from inspector.demo.models import build_color_model
+
+pytestmark = pytest.mark.e2e
+
+TILE = 32
+
+
+class MjpegCamera:
+    """An IP camera serving multipart MJPEG; ``mode`` is "serve", "stall" or "down"."""
+
+    def __init__(self) -> None:
+        self.mode = "serve"
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if camera.mode == "down":
+                    self.send_error(503, "camera rebooting")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                jpeg = cv2.imencode(".jpg", np.full((TILE, TILE, 3), 60, np.uint8))[1].tobytes()
+                try:
+                    while camera.mode != "down":
+                        if camera.mode == "serve":
+                            self.wfile.write(
+                                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n"
+                            )  # fmt: skip
+                            self.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:
+                    pass  # the daemon hung up: it gave up on a stalled stream
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        f"{s.name}[{s.labels.get('camera', '')}]": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
+    tmp_path: Path, mosquitto: Any, mqtt_messages: Any
+) -> None:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
+    for i in range(60):
+        writer.write(np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8))
+    writer.release()
+    build_color_model(tmp_path / "m.onnx", size=TILE)
+    camera = MjpegCamera()
+    line, port = f"cams{uuid.uuid4().hex[:6]}", free_port()
+    config = tmp_path / "line.toml"
+    config.write_text(
+        f'[line]\nid = "{line}"\n'
+        f'[[cameras]]\nid = "cam0"\nsource = "{video}"\nrealtime = true\n'
+        f'[[cameras]]\nid = "cam1"\nsource = "{camera.url}"\nopen_timeout_s = 1\n'
+        "read_timeout_s = 1\n"
+        f'[model]\npath = "m.onnx"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[batching]\nmax_wait_ms = 5\n[mqtt]\nport = {mosquitto.port}\n[metrics]\nport = {port}\n"
+    )
+    status = mqtt_messages(f"line/{line}/status/cam1")
+    events = mqtt_messages(f"line/{line}/defects")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 20, "cam1")
+        camera.mode = "stall"  # frames stop: the read times out, the daemon reconnects
+        wait_until(lambda: metrics(port)["inspector_camera_errors_total[cam1]"] >= 1, 10, "stall")
+        camera.mode = "down"  # reopening fails (503) and is retried with backoff
+        time.sleep(1.5)
+        camera.mode = "serve"
+        wait_until(lambda: metrics(port)["inspector_camera_reconnects_total[cam1]"] >= 1, 20,
+                   "reconnect")  # fmt: skip
+        before = metrics(port)["inspector_frames_captured_total[cam1]"]
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > before + 5,
+                   10, "frames after the reconnect")  # fmt: skip
+        # cam0 played its whole recording meanwhile.
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 60, 20,
+                   "cam0's recording")  # fmt: skip
+        final = metrics(port)
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        camera.close()
+    assert daemon.returncode == 0, err[-3000:]
+    assert json.loads(out)["frames_dropped"] == 0
+    assert final["inspector_camera_errors_total[cam0]"] == 0
+    assert final["inspector_camera_errors_total[cam1]"] >= 2  # the stall, and a 503 at least
+    states = [json.loads(m.payload)["state"] for m in status.wait_for(3, timeout=5)]
+    assert states[:3] == ["up", "reconnecting", "up"], states
+    lost = next(json.loads(m.payload) for m in status.messages if b"reconnecting" in m.payload)
+    assert "cam1" in lost["error"] and lost["errors"] >= 1
+    # Every defect frame of cam0's recording was reported, the outage notwithstanding.
+    delivered = {json.loads(m.payload)["frame_id"] for m in events.wait_for(15, timeout=10)}
+    assert delivered == set(range(0, 60, 4))
