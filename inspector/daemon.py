@@ -17,7 +17,7 @@ import structlog
 from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
-from inspector.errors import BrokerError
+from inspector.errors import BrokerError, InspectorError
 from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
@@ -88,8 +88,14 @@ def run_pipeline(
                 f"on {settings.model.backend.value}"
             )
             watchdog.start()
-            summary = pipeline.run()
+            failure: InspectorError | None = None
+            try:
+                summary = pipeline.run()
+            except InspectorError as exc:
+                failure = exc  # what was inspected before the failure is still delivered
         pending = publisher.wait_for_acks(settings.mqtt.ack_timeout_s)
+        if failure is not None:
+            raise failure
         if pending:
             raise BrokerError(
                 f"{pending} events not acknowledged by {settings.mqtt.host}:{settings.mqtt.port} "

@@ -237,3 +237,26 @@ def test_a_bad_truth_file_is_refused_with_its_line_number(
 
     assert result.returncode == 65
     assert f"{truth}:2: a defect needs a non-empty string 'class', got 3" in result.stderr
+
+
+def test_a_truncated_recording_ends_the_replay_with_a_clear_message(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    video = tmp_path / "cut.mkv"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        writer.write(rng.integers(0, 256, (TILE, TILE, 3), np.uint8))
+    writer.release()
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) * 6 // 10])  # a copy that stopped mid-file
+    model = tmp_path / "m.onnx"
+    build_color_model(model, size=TILE)
+    config = write_config(tmp_path, mosquitto.port, model, f"cut{uuid.uuid4().hex[:6]}")
+
+    result = inspector("replay", str(video), "--config", str(config))
+
+    assert result.returncode == 66
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("inspector replay: error: camera cam0: ")
+    assert "of 50 frames: the file is truncated or corrupt" in last

@@ -90,10 +90,21 @@ class VideoFileSource(OpenCvSource):
             raise SourceError(f"camera {self.settings.id}: {self.description} is not open")
         ok, image = self._capture.read()
         if not ok or image is None:
+            self._check_complete()
             return None
         grab = Grab(image=np.asarray(image, dtype=np.uint8), frame_id=self._index)
         self._index += 1
         return grab
+
+    def _check_complete(self) -> None:
+        """A file that stops well before the frame count in its header is truncated: say so,
+        rather than end the replay as if it had played in full."""
+        expected = self.frame_count
+        if expected is not None and expected - self._index > max(1, expected // 50):
+            raise SourceError(
+                f"camera {self.settings.id}: {self.settings.source} ended after {self._index} "
+                f"of {expected} frames: the file is truncated or corrupt"
+            )
 
 
 class UsbSource(OpenCvSource):
