@@ -59,6 +59,9 @@ class CameraSettings(_Section):
     realtime: bool = Field(
         default=False, description="pace a recording at its own frame rate, as a live line would"
     )
+    loop: bool = Field(
+        default=False, description="play a recording again at its end (soak tests, showrooms)"
+    )
     width: int | None = Field(default=None, ge=1, description="requested live capture width")
     height: int | None = Field(default=None, ge=1, description="requested live capture height")
     fps: float | None = Field(default=None, gt=0, description="requested live frame rate")

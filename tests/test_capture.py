@@ -79,6 +79,16 @@ def test_recording_plays_every_frame_with_its_index(tmp_path: Path) -> None:
     assert thread.error is None
 
 
+def test_a_looping_recording_plays_again_with_ids_counting_on(tmp_path: Path) -> None:
+    write_video(tmp_path / "v.mp4", 5)
+    source = create_source(camera(str(tmp_path / "v.mp4"), loop=True))
+    source.open()
+    grabs = [source.grab() for _ in range(12)]
+    source.close()
+    assert [g.frame_id for g in grabs if g is not None] == list(range(12))
+    assert np.array_equal(grabs[5].image, grabs[0].image)  # pass 2 starts at the first frame
+
+
 def test_realtime_recording_is_paced_at_its_frame_rate(tmp_path: Path) -> None:
     write_video(tmp_path / "v.mp4", 10, fps=20.0)  # 10 frames at 20 fps: >= 0.45 s
     source = create_source(camera(str(tmp_path / "v.mp4")))

@@ -68,7 +68,8 @@ class VideoFileSource(OpenCvSource):
 
     def __init__(self, settings: CameraSettings) -> None:
         super().__init__(settings)
-        self._index = 0
+        self._index = 0  # frames read in this pass
+        self._played = 0  # frames of earlier passes (loop = true)
         self.frame_count: int | None = None
 
     def _open_capture(self) -> cv2.VideoCapture:
@@ -91,8 +92,13 @@ class VideoFileSource(OpenCvSource):
         ok, image = self._capture.read()
         if not ok or image is None:
             self._check_complete()
-            return None
-        grab = Grab(image=np.asarray(image, dtype=np.uint8), frame_id=self._index)
+            if not self.settings.loop or self._index == 0:
+                return None
+            self._played += self._index  # frame ids go on counting across passes
+            self._capture.release()
+            self._capture = self._open_capture()
+            return self.grab()
+        grab = Grab(image=np.asarray(image, dtype=np.uint8), frame_id=self._played + self._index)
         self._index += 1
         return grab
 
