@@ -17,7 +17,7 @@ import structlog
 from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
-from inspector.errors import BrokerError, InspectorError
+from inspector.errors import BrokerError, InspectorError, SourceError
 from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
@@ -42,7 +42,16 @@ def run_pipeline(
     try:
         for camera_settings in settings.cameras:
             source = create_source(camera_settings)
-            source.open()
+            try:
+                source.open()
+            except SourceError as exc:
+                if not source.live:
+                    raise  # a missing or unreadable recording is an operator's mistake
+                # A live camera that is down at start is retried by its capture thread,
+                # while the other cameras inspect.
+                log.warning(
+                    "camera_unavailable_at_start", camera=camera_settings.id, error=str(exc)
+                )
             cameras.append(Camera(camera_settings, source))
         if settings.outbox.enabled:
             assert settings.outbox.path is not None  # load_settings fills in the default

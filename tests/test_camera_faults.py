@@ -150,3 +150,49 @@ def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
     # Every defect frame of cam0's recording was reported, the outage notwithstanding.
     delivered = {json.loads(m.payload)["frame_id"] for m in events.wait_for(15, timeout=10)}
     assert delivered == set(range(0, 60, 4))
+
+
+def test_a_camera_down_at_start_is_retried_while_the_other_inspects(
+    tmp_path: Path, mosquitto: Any, mqtt_messages: Any
+) -> None:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 20, (TILE, TILE))
+    for i in range(20):
+        writer.write(np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8))
+    writer.release()
+    build_color_model(tmp_path / "m.onnx", size=TILE)
+    camera = MjpegCamera()
+    camera.mode = "down"
+    line, port = f"down{uuid.uuid4().hex[:6]}", free_port()
+    config = tmp_path / "line.toml"
+    config.write_text(
+        f'[line]\nid = "{line}"\n'
+        f'[[cameras]]\nid = "cam0"\nsource = "{video}"\nrealtime = true\n'
+        f'[[cameras]]\nid = "cam1"\nsource = "{camera.url}"\nopen_timeout_s = 1\n'
+        f'[model]\npath = "m.onnx"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[mqtt]\nport = {mosquitto.port}\n[metrics]\nport = {port}\n"
+    )
+    status = mqtt_messages(f"line/{line}/status/cam1")
+    events = mqtt_messages(f"line/{line}/defects")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 20, 20,
+                   "cam0's recording")  # fmt: skip
+        assert metrics(port)["inspector_frames_captured_total[cam1]"] == 0
+        camera.mode = "serve"
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 40,
+                   "cam1 once it is up")  # fmt: skip
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        camera.close()
+    assert daemon.returncode == 0, err[-3000:]
+    assert "camera_down_at_start" in err
+    states = [json.loads(m.payload)["state"] for m in status.wait_for(2, timeout=5)]
+    assert states[:2] == ["reconnecting", "up"]
+    assert {json.loads(m.payload)["frame_id"] for m in events.wait_for(5)} == {0, 4, 8, 12, 16}

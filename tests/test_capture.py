@@ -109,9 +109,11 @@ class UnpluggedCamera:
     def __init__(self) -> None:
         self.grabs = 0
         self.opens = 0
+        self.is_open = False
 
     def open(self) -> None:
         self.opens += 1
+        self.is_open = self.opens != 2
         if self.opens == 2:
             raise SourceError("camera cam0: cannot open test camera")
 

@@ -60,8 +60,14 @@ class CaptureThread(threading.Thread):
             self._on_state(self, state, error)
 
     def run(self) -> None:
-        self._state("up")
         try:
+            if self.source.is_open:
+                self._state("up")
+            else:
+                self.errors += 1
+                self._state("reconnecting", f"camera {self.camera_id}: not open at start")
+                if not self._reopen():
+                    return
             self._loop()
         except Exception as exc:  # a decoder crash must end this camera, not hang the run
             self.error = SourceError(f"camera {self.camera_id}: capture failed: {exc}")

@@ -33,6 +33,10 @@ class OpenCvSource:
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
+    @property
+    def is_open(self) -> bool:
+        return self._capture is not None
+
     def open(self) -> None:
         self.close()
         capture = self._open_capture()

@@ -27,6 +27,10 @@ class FrameSource(Protocol):
     live: bool
     """True for cameras (frames go stale, drop the oldest); False for recordings."""
 
+    @property
+    def is_open(self) -> bool:
+        """Whether ``open`` succeeded and ``close`` has not been called since."""
+
     def open(self) -> None:
         """Open the device or file; raise SourceError with one clear line if it cannot."""
 
