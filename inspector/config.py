@@ -67,6 +67,27 @@ class CameraSettings(_Section):
     fps: float | None = Field(default=None, gt=0, description="requested live frame rate")
     open_timeout_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=5.0, gt=0)
+    calibration: Path | None = Field(
+        default=None, description="camera model from `inspector calibrate camera` (undistortion)"
+    )
+    flat_field: Path | None = Field(
+        default=None, description="correction from `inspector calibrate flat-field`"
+    )
+    mm_per_px: float | None = Field(
+        default=None, gt=0, description="scale on the conveyor; default: the calibration's"
+    )
+    conveyor_mm_per_frame: float | None = Field(
+        default=None, gt=0, description="belt travel per frame (encoder-triggered cameras)"
+    )
+    conveyor_mm_per_s: float | None = Field(
+        default=None, gt=0, description="belt speed (free-running cameras)"
+    )
+
+    @model_validator(mode="after")
+    def _one_conveyor_speed(self) -> CameraSettings:
+        if self.conveyor_mm_per_frame is not None and self.conveyor_mm_per_s is not None:
+            raise ValueError("give conveyor_mm_per_frame or conveyor_mm_per_s, not both")
+        return self
 
 
 class BackendName(StrEnum):
@@ -299,7 +320,16 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
 
     base = path.resolve().parent
     cameras = [
-        camera.model_copy(update={"source": resolve_source(camera.source, base)})
+        camera.model_copy(
+            update={
+                "source": resolve_source(camera.source, base),
+                **{
+                    name: _resolve(value, base)
+                    for name in ("calibration", "flat_field")
+                    if (value := getattr(camera, name)) is not None
+                },
+            }
+        )
         for camera in settings.cameras
     ]
     model = settings.model.model_copy(update={"path": _resolve(settings.model.path, base)})

@@ -19,6 +19,7 @@ from inspector.config import Settings
 from inspector.engines import create_engine
 from inspector.errors import BrokerError, InspectorError, SourceError
 from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
+from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing import MqttPublisher
 from inspector.publishing.mqtt import AckListener
 from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
@@ -41,6 +42,7 @@ def run_pipeline(
     outbox: Outbox | None = None
     try:
         for camera_settings in settings.cameras:
+            corrector, mm_per_px = camera_corrections(camera_settings)
             source = create_source(camera_settings)
             try:
                 source.open()
@@ -52,7 +54,7 @@ def run_pipeline(
                 log.warning(
                     "camera_unavailable_at_start", camera=camera_settings.id, error=str(exc)
                 )
-            cameras.append(Camera(camera_settings, source))
+            cameras.append(Camera(camera_settings, source, corrector, mm_per_px))
         if settings.outbox.enabled:
             assert settings.outbox.path is not None  # load_settings fills in the default
             outbox = Outbox(

@@ -39,6 +39,7 @@ class CaptureThread(threading.Thread):
         stop: threading.Event,
         realtime: bool = False,
         on_state: StateListener | None = None,
+        correct: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -51,6 +52,7 @@ class CaptureThread(threading.Thread):
         self.reconnects = 0  # successful reopens after a loss
         self.corrupt = 0  # frames delivered but unusable (empty, wrong type), skipped
         self._on_state = on_state
+        self._correct = correct
         self.error: SourceError | None = None
         self._next_id = 0
         self._log = log.bind(camera=camera_id, source=source.description)
@@ -113,10 +115,11 @@ class CaptureThread(threading.Thread):
                     return
             frame_id = grab.frame_id if grab.frame_id is not None else self._next_id
             self._next_id = max(self._next_id, frame_id) + 1
+            image = grab.image if self._correct is None else self._correct(grab.image)
             frame = Frame(
                 camera_id=self.camera_id,
                 frame_id=frame_id,
-                image=grab.image,
+                image=image,
                 captured_at=utc_now(),
                 captured_ns=time.monotonic_ns(),
             )

@@ -34,8 +34,8 @@ exit status: 0 written; 65 bad image folder or dataset; 78 bad model or argument
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "calibrate",
-        help="calibrate a model: int8 (static quantisation)",
-        description="Calibration commands.",
+        help="calibrate: int8 (a model), camera (lens and scale), flat-field (lighting)",
+        description="Calibration commands: int8, camera, flat-field.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     int8 = kinds.add_parser(
@@ -57,6 +57,131 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     int8.add_argument("--ok-label", help="the defect-free class of a folder dataset")
     int8.add_argument("--json", action="store_true", help="print the result as JSON")
     int8.set_defaults(func=run)
+
+    camera = kinds.add_parser(
+        "camera",
+        help="lens intrinsics, distortion and mm per pixel from checkerboard images",
+        description=(
+            "Find the checkerboard in every image of DIR, calibrate the camera (OpenCV), report "
+            "the reprojection error, and write the camera model the daemon undistorts with "
+            "(cameras[].calibration). The millimetre scale comes from the board as it lies in "
+            "the images: photograph it flat on the conveyor."
+        ),
+        epilog=(
+            "example: inspector calibrate camera --checkerboard calibration/cam0-board "
+            "--pattern 9x6 --square-mm 25 --out calibration/cam0.toml\n"
+            "exit status: 0 written; 65 too few boards found or unreadable images."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    camera.add_argument("--checkerboard", type=Path, required=True, metavar="DIR")
+    camera.add_argument(
+        "--pattern", type=_pattern, default=(9, 6), help="inner corners, COLSxROWS (9x6)"
+    )
+    camera.add_argument("--square-mm", type=float, required=True, help="square edge in mm")
+    camera.add_argument(
+        "--scale-image", type=Path, metavar="FILE",
+        help="the image of the board lying flat on the conveyor (default: all images)",
+    )  # fmt: skip
+    camera.add_argument("--out", type=Path, required=True, help="e.g. calibration/cam0.toml")
+    camera.add_argument("--json", action="store_true")
+    camera.set_defaults(func=run_camera)
+
+    flat = kinds.add_parser(
+        "flat-field",
+        help="per-pixel gain and offset from dark and white reference frames",
+        description=(
+            "Average the dark frames (lens capped) and the white frames (an even white target "
+            "under the line's lighting) into a per-pixel correction applied before tiling "
+            "(cameras[].flat_field). Saturated and dead pixels are reported and left as they are."
+        ),
+        epilog=(
+            "example: inspector calibrate flat-field --dark calibration/cam0-dark "
+            "--white calibration/cam0-white --out calibration/cam0-flat.npz"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flat.add_argument("--dark", type=Path, required=True, metavar="DIR")
+    flat.add_argument("--white", type=Path, required=True, metavar="DIR")
+    flat.add_argument("--out", type=Path, required=True, help="e.g. calibration/cam0-flat.npz")
+    flat.add_argument("--json", action="store_true")
+    flat.set_defaults(func=run_flat_field)
+
+
+def _pattern(text: str) -> tuple[int, int]:
+    try:
+        cols, rows = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected COLSxROWS such as 9x6, got {text}") from None
+    if cols < 2 or rows < 2:
+        raise argparse.ArgumentTypeError(f"a board needs at least 2x2 inner corners, got {text}")
+    return cols, rows
+
+
+def run_camera(args: argparse.Namespace) -> int:
+    from inspector.calibration.int8 import images_in
+    from inspector.calibration.lens import calibrate_lens
+    from inspector.preprocess.calibration_files import save_camera_model
+
+    if args.square_mm <= 0:
+        raise ConfigError(f"calibrate camera: --square-mm must be > 0, got {args.square_mm}")
+    images = images_in(args.checkerboard)
+    scale_image = args.scale_image
+    if scale_image is not None:
+        known = {p.resolve(): p for p in images}
+        scale_image = known.get(scale_image.resolve(), scale_image)
+        if scale_image not in images:
+            images.append(scale_image)  # it is a board image too
+    result = calibrate_lens(images, args.pattern, args.square_mm, scale_image)
+    model = result.model
+    save_camera_model(
+        model, args.out, comment=f"{len(result.used)} boards from {args.checkerboard}"
+    )
+    summary = {
+        "out": str(args.out),
+        "images_used": len(result.used),
+        "images_skipped": [str(p) for p in result.skipped],
+        "rms_px": round(model.rms_px, 4),
+        "mm_per_px": round(model.mm_per_px or 0.0, 6),
+        "fx": model.camera_matrix[0, 0],
+        "fy": model.camera_matrix[1, 1],
+        "distortion": [round(float(v), 6) for v in model.distortion],
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{args.out}: {len(result.used)} boards ({len(result.skipped)} images without one), "
+            f"reprojection error {model.rms_px:.3f} px, {summary['mm_per_px']} mm/px",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_flat_field(args: argparse.Namespace) -> int:
+    from inspector.calibration.flat_field import build_flat_field
+    from inspector.calibration.int8 import images_in
+    from inspector.preprocess.calibration_files import save_flat_field
+
+    report = build_flat_field(images_in(args.dark), images_in(args.white))
+    save_flat_field(report.flat, args.out)
+    summary = {
+        "out": str(args.out),
+        "dark_frames": report.dark_frames,
+        "white_frames": report.white_frames,
+        "saturated_pixels": report.saturated_pixels,
+        "dead_pixels": report.dead_pixels,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{args.out}: from {report.dark_frames} dark and {report.white_frames} white frames; "
+            f"{report.saturated_pixels} saturated and {report.dead_pixels} dead pixels left "
+            "uncorrected",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

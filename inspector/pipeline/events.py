@@ -36,7 +36,12 @@ def defect_event(
     model_sha256: str,
     published_at: datetime,
     latency_ms: float,
+    mm_per_px: float | None = None,
+    conveyor_mm: float | None = None,
 ) -> dict[str, Any]:
+    frame_info: dict[str, Any] = {"width": frame.width, "height": frame.height, "tiles": tiles}
+    if conveyor_mm is not None:
+        frame_info["conveyor_mm"] = round(conveyor_mm, 2)  # belt travel since the run began
     return {
         "schema": DEFECT_SCHEMA,
         "event_id": event_id(line, frame.camera_id, run_id, frame.frame_id),
@@ -47,14 +52,18 @@ def defect_event(
         "published_at": iso_utc(published_at),
         "latency_ms": round(latency_ms, 3),
         "model": {"name": model_name, "sha256": model_sha256},
-        "frame": {"width": frame.width, "height": frame.height, "tiles": tiles},
-        "defects": [
-            {
-                "class": region.label,
-                "score": round(region.score, 4),
-                "bbox_px": list(region.bbox_px),
-                "tiles": [list(cell) for cell in region.tiles],
-            }
-            for region in regions
-        ],
+        "frame": frame_info,
+        "defects": [_defect(region, mm_per_px) for region in regions],
     }
+
+
+def _defect(region: Region, mm_per_px: float | None) -> dict[str, Any]:
+    defect: dict[str, Any] = {
+        "class": region.label,
+        "score": round(region.score, 4),
+        "bbox_px": list(region.bbox_px),
+    }
+    if mm_per_px is not None:  # only where a calibration gives a scale (DESIGN.md)
+        defect["bbox_mm"] = [round(v * mm_per_px, 2) for v in region.bbox_px]
+    defect["tiles"] = [list(cell) for cell in region.tiles]
+    return defect

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from inspector.engines import Engine
 from inspector.engines.base import AsyncEngine
 from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import InspectorError
-from inspector.frames import iso_utc, utc_now
+from inspector.frames import Image, iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool, FrameJob
 from inspector.pipeline.events import defect_event, new_run_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
@@ -54,7 +54,9 @@ class PipelineError(InspectorError):
 @dataclass(frozen=True, slots=True)
 class Camera:
     settings: CameraSettings
-    source: FrameSource  # already open
+    source: FrameSource  # opened by the caller (a live one may be down, and is retried)
+    corrector: Callable[[Image], Image] | None = None  # flat-field, undistortion
+    mm_per_px: float | None = None  # scale on the conveyor plane: events get bbox_mm
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.cameras = list(cameras)
+        self._by_id = {camera.settings.id: camera for camera in self.cameras}
         self.engine = engine
         self.sink = sink
         self.run_id = run_id or new_run_id()
@@ -108,6 +111,7 @@ class Pipeline:
                 self.stop_event,
                 realtime=camera.settings.realtime,
                 on_state=self._camera_state,
+                correct=camera.corrector,
             )
             for camera, frames in zip(self.cameras, self.queues, strict=True)
         ]
@@ -286,6 +290,7 @@ class Pipeline:
         latency_ms = (now_ns - job.frame.captured_ns) / 1e6
         if regions:
             card = self.engine.card
+            camera = self._by_id[job.frame.camera_id]
             event = defect_event(
                 line=self.settings.line.id,
                 run_id=self.run_id,
@@ -296,6 +301,8 @@ class Pipeline:
                 model_sha256=card.sha256,
                 published_at=utc_now(),
                 latency_ms=latency_ms,
+                mm_per_px=camera.mm_per_px,
+                conveyor_mm=self._conveyor_mm(camera.settings, job),
             )
             self.sink.publish_event(event)
             self._log.debug(
@@ -305,6 +312,14 @@ class Pipeline:
                 classes=sorted({region.label for region in regions}),
             )
         self.stats.record_frame(latency_ms, event=bool(regions))
+
+    def _conveyor_mm(self, camera: CameraSettings, job: FrameJob) -> float | None:
+        """Belt travel since the run began, at this frame's capture."""
+        if camera.conveyor_mm_per_frame is not None:
+            return camera.conveyor_mm_per_frame * job.frame.frame_id
+        if camera.conveyor_mm_per_s is not None:
+            return camera.conveyor_mm_per_s * (job.frame.captured_ns - self.stats.started_ns) / 1e9
+        return None
 
     def _stats_loop(self) -> None:
         interval = self.settings.mqtt.stats_interval_s

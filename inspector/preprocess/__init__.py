@@ -1,0 +1,1 @@
+"""Frame corrections between capture and tiling: flat-field, lens undistortion, scale."""
