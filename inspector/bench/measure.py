@@ -134,3 +134,15 @@ def with_model(settings: Settings, model: Path) -> Settings:
     return settings.model_copy(
         update={"model": settings.model.model_copy(update={"path": model.resolve()})}
     )
+
+
+def has_corrections(settings: Settings) -> bool:
+    return any(c.calibration or c.flat_field for c in settings.cameras)
+
+
+def without_corrections(settings: Settings) -> Settings:
+    cameras = [
+        camera.model_copy(update={"calibration": None, "flat_field": None})
+        for camera in settings.cameras
+    ]
+    return settings.model_copy(update={"cameras": cameras})

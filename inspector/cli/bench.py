@@ -19,7 +19,8 @@ threads (model.threads):
             broker (start one first), timed to the last acknowledgement;
   naive     one tile at a time (resize, normalise, run): how the papers' code runs;
 and their ratios. With --int8 MODEL the engine and pipeline are measured again on
-that model, and int8_vs_fp32 is the ratio of the engine figures.
+that model, and int8_vs_fp32 is the ratio of the engine figures. When a camera has
+calibration files, the pipeline is measured again without them: correction_cost.
 """
 
 EPILOG = """\
@@ -57,10 +58,12 @@ def _ratio(a: float, b: float) -> float:
 def run(args: argparse.Namespace) -> int:
     from inspector.bench.measure import (
         engine_throughput,
+        has_corrections,
         naive_throughput,
         pipeline_throughput,
         sample_tiles,
         with_model,
+        without_corrections,
     )
     from inspector.config import load_settings
     from inspector.logs import configure_logging
@@ -95,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
             "naive": naive.as_dict(),
         },
     }
+    if has_corrections(settings):
+        say("pipeline without the camera corrections (flat-field, undistortion)")
+        bare = pipeline_throughput(without_corrections(settings))
+        result["pipeline_uncorrected_tiles_per_s"] = round(bare.tiles_per_s, 1)
+        result["correction_cost"] = round(1 - pipeline.tiles_per_s / bare.tiles_per_s, 3)
     if args.int8 is not None:
         int8_settings = with_model(settings, args.int8)
         say(f"engine, INT8 ({args.int8.name})")
@@ -134,6 +142,12 @@ def _table(result: dict[str, Any]) -> str:
         f"  naive     {result['naive_tiles_per_s']:>9.1f} tiles/s  "
         f"(engine = {result['engine_vs_naive']:.1f} x naive)",
     ]
+    if "correction_cost" in result:
+        lines.append(
+            f"  corrections (flat-field, undistortion) cost {result['correction_cost']:.1%} "
+            f"of pipeline throughput ({result['pipeline_uncorrected_tiles_per_s']:.1f} tiles/s "
+            "without)"
+        )
     if "int8_vs_fp32" in result:
         lines += [
             f"INT8 {result['int8_model']}",
