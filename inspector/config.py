@@ -48,11 +48,31 @@ class QueuePolicyName(StrEnum):
     BLOCK = "block"
 
 
+FeatureValue = bool | int | float | str
+
+
 class CameraSettings(_Section):
     id: Identifier
+    type: Literal["auto", "gentl", "pylon"] = Field(
+        default="auto",
+        description="auto: OpenCV, by the form of source; gentl: a GenICam camera through a "
+        "GenTL producer (extra [genicam]); pylon: a Basler camera through pypylon",
+    )
     source: str = Field(
         min_length=1,
-        description="a video file, a device index ('0'), /dev/videoN, or rtsp://…",
+        description="a video file, a device index ('0'), /dev/videoN, rtsp://… or http://…; "
+        "for gentl/pylon: serial:SN, name:USER-NAME or index:N",
+    )
+    cti: Path | None = Field(
+        default=None, description="the GenTL producer (.cti) of a gentl camera"
+    )
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="GenICam features set at start, e.g. ExposureTime = 5000.0, PixelFormat = "
+        "'Mono8', TriggerMode = 'On'",
+    )
+    software_trigger_hz: float | None = Field(
+        default=None, gt=0, description="fire TriggerSoftware at this rate (tests, bench setups)"
     )
     queue_size: int = Field(default=8, ge=1, le=1024)
     policy: QueuePolicyName = QueuePolicyName.AUTO
@@ -82,6 +102,17 @@ class CameraSettings(_Section):
     conveyor_mm_per_s: float | None = Field(
         default=None, gt=0, description="belt speed (free-running cameras)"
     )
+
+    @model_validator(mode="after")
+    def _gentl_needs_a_producer(self) -> CameraSettings:
+        if self.type == "gentl" and self.cti is None:
+            raise ValueError("a gentl camera needs cti = the GenTL producer file (.cti)")
+        if self.type != "auto" and not self.source.startswith(("serial:", "name:", "index:")):
+            raise ValueError(
+                f"a {self.type} camera's source is serial:SN, name:USER-NAME or index:N, "
+                f"got {self.source!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_conveyor_speed(self) -> CameraSettings:
@@ -322,10 +353,12 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     cameras = [
         camera.model_copy(
             update={
-                "source": resolve_source(camera.source, base),
+                "source": resolve_source(camera.source, base)
+                if camera.type == "auto"
+                else camera.source,
                 **{
                     name: _resolve(value, base)
-                    for name in ("calibration", "flat_field")
+                    for name in ("calibration", "flat_field", "cti")
                     if (value := getattr(camera, name)) is not None
                 },
             }

@@ -105,6 +105,7 @@ class UnpluggedCamera:
 
     description = "test camera"
     live = True
+    lost = 0
 
     def __init__(self) -> None:
         self.grabs = 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 import structlog
 
 from inspector.capture.frame_queue import FrameQueue
-from inspector.capture.source import FrameSource
+from inspector.capture.source import FrameSource, NoFrameYet
 from inspector.errors import SourceError
 from inspector.frames import Frame, utc_now
 
@@ -52,6 +53,7 @@ class CaptureThread(threading.Thread):
         self.reconnects = 0  # successful reopens after a loss
         self.corrupt = 0  # frames delivered but unusable (empty, wrong type), skipped
         self._on_state = on_state
+        self._clock = CameraClock()
         self._correct = correct
         self.error: SourceError | None = None
         self._next_id = 0
@@ -89,6 +91,8 @@ class CaptureThread(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 grab = self.source.grab()
+            except NoFrameYet:
+                continue  # a triggered camera between parts: look at the stop flag, wait again
             except SourceError as exc:
                 if not self.source.live:
                     self.error = exc
@@ -120,7 +124,7 @@ class CaptureThread(threading.Thread):
                 camera_id=self.camera_id,
                 frame_id=frame_id,
                 image=image,
-                captured_at=utc_now(),
+                captured_at=self._clock.wall(grab.timestamp_ns),
                 captured_ns=time.monotonic_ns(),
             )
             self.captured += 1
@@ -153,3 +157,20 @@ def _usable(image: object) -> bool:
         and image.shape[0] > 0
         and image.shape[1] > 0
     )
+
+
+class CameraClock:
+    """Capture times from the camera's own clock where it has one: its timestamps keep the
+    exposure's spacing, anchored to the host's wall clock at the first frame."""
+
+    def __init__(self) -> None:
+        self._offset_ns: int | None = None
+
+    def wall(self, device_ns: int | None) -> datetime:
+        now = utc_now()
+        if device_ns is None:
+            return now
+        host_ns = int(now.timestamp() * 1e9)
+        if self._offset_ns is None or abs(host_ns - (device_ns + self._offset_ns)) > 10**9:
+            self._offset_ns = host_ns - device_ns  # first frame, or the camera clock reset
+        return datetime.fromtimestamp((device_ns + self._offset_ns) / 1e9, tz=UTC)

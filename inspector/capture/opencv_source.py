@@ -24,6 +24,7 @@ class OpenCvSource:
     """One cv2.VideoCapture; subclasses say how to open it."""
 
     live = True
+    lost = 0  # OpenCV does not say when a camera skipped a frame
 
     def __init__(self, settings: CameraSettings) -> None:
         self.settings = settings
@@ -154,7 +155,15 @@ class RtspSource(OpenCvSource):
 
 
 def create_source(settings: CameraSettings) -> FrameSource:
-    """Pick the source type from the form of ``source``."""
+    """Pick the source type from ``type``, and for OpenCV from the form of ``source``."""
+    if settings.type == "gentl":
+        from inspector.capture.gentl_source import GenTlSource
+
+        return GenTlSource(settings)
+    if settings.type == "pylon":
+        from inspector.capture.pylon_source import PylonSource
+
+        return PylonSource(settings)
     source = settings.source
     if source.isdigit() or _DEVICE_PATH.match(source):
         return UsbSource(settings)

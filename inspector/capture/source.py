@@ -18,6 +18,11 @@ class Grab:
 
     image: Image
     frame_id: int | None = None
+    timestamp_ns: int | None = None  # the camera's own clock, where it has one
+
+
+class NoFrameYet(Exception):
+    """A triggered camera had no trigger within the fetch timeout: waiting, not a fault."""
 
 
 class FrameSource(Protocol):
@@ -26,6 +31,10 @@ class FrameSource(Protocol):
 
     live: bool
     """True for cameras (frames go stale, drop the oldest); False for recordings."""
+
+    @property
+    def lost(self) -> int:
+        """Frames the camera or its transport lost (gaps in block IDs, incomplete buffers)."""
 
     @property
     def is_open(self) -> bool:
@@ -38,7 +47,8 @@ class FrameSource(Protocol):
         """Block for the next frame; None at the end of a recording.
 
         Raises SourceError when a live source stops delivering, so the caller
-        can reconnect with backoff.
+        can reconnect with backoff, and NoFrameYet when a triggered camera simply
+        had no trigger (the caller checks for a stop and asks again).
         """
 
     def nominal_fps(self) -> float | None:

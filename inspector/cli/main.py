@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench,
         build_engine,
         calibrate,
+        cameras,
         evaluate,
         make_recording,
         replay,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         calibrate,
         build_engine,
         bench,
+        cameras,
     ):
         module.register(commands)
     return parser

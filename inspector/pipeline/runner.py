@@ -169,13 +169,17 @@ class Pipeline:
         return RunSummary(
             run_id=self.run_id,
             frames_captured=sum(t.captured for t in self.capture_threads),
-            frames_dropped=sum(q.dropped for q in self.queues),
+            frames_dropped=self.frames_dropped(),
             frames_inferred=self.stats.frames_inferred,
             tiles_inferred=self.stats.tiles_inferred,
             events=self.stats.events,
             elapsed_s=round(self.stats.elapsed_s(), 3),
             stats=self.stats_snapshot(),
         )
+
+    def frames_dropped(self) -> int:
+        """Dropped by a drop_oldest queue, plus lost by the cameras themselves."""
+        return sum(q.dropped for q in self.queues) + sum(c.source.lost for c in self.cameras)
 
     @property
     def engine_queue_depth(self) -> int:
@@ -186,10 +190,15 @@ class Pipeline:
         snapshot["line"] = self.settings.line.id
         snapshot["run_id"] = self.run_id
         snapshot["queues"] = {
-            camera.settings.id: {"depth": q.depth, "dropped": q.dropped, "captured": t.captured}
+            camera.settings.id: {
+                "depth": q.depth,
+                "dropped": q.dropped,
+                "lost": camera.source.lost,
+                "captured": t.captured,
+            }
             for camera, q, t in zip(self.cameras, self.queues, self.capture_threads, strict=True)
         }
-        snapshot["dropped_frames"] = sum(q.dropped for q in self.queues)
+        snapshot["dropped_frames"] = self.frames_dropped()
         snapshot["engine_queue"] = self._to_engine.qsize()
         return snapshot
 

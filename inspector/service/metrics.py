@@ -64,6 +64,11 @@ class PipelineCollector(Collector):
             "Cameras reopened after a loss",
             labels=["line", "camera"],
         )
+        lost = CounterMetricFamily(
+            "inspector_frames_lost",
+            "Frames the camera lost (block-ID gaps, incomplete buffers)",
+            labels=["line", "camera"],
+        )
         corrupt = CounterMetricFamily(
             "inspector_frames_corrupt", "Unusable frames skipped", labels=["line", "camera"]
         )
@@ -79,8 +84,9 @@ class PipelineCollector(Collector):
             errors.add_metric(labels, capture.errors)
             reconnects.add_metric(labels, capture.reconnects)
             corrupt.add_metric(labels, capture.corrupt)
+            lost.add_metric(labels, camera.source.lost)
             depth.add_metric(labels, frames.depth)
-        yield from (captured, dropped, errors, reconnects, corrupt, depth)
+        yield from (captured, dropped, lost, errors, reconnects, corrupt, depth)
         with stats.lock:
             totals: list[tuple[str, str, float]] = [
                 ("inspector_frames_inferred", "Frames classified", stats.frames_inferred),

@@ -1,0 +1,77 @@
+"""What GenTL and pylon cameras share: pixel formats to the model's pixels in one pass,
+lost-frame bookkeeping from block IDs, and the camera selector of the config."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from inspector.errors import SourceError
+from inspector.frames import Image
+
+# Pixel format (GenICam SFNC names) -> OpenCV conversion into BGR, or None for Mono8 (gray).
+CONVERSIONS: dict[str, int | None] = {
+    "Mono8": None,
+    "RGB8": cv2.COLOR_RGB2BGR,
+    "BGR8": -1,  # already BGR: a plain copy
+    "RGBa8": cv2.COLOR_RGBA2BGR,
+    "BGRa8": cv2.COLOR_BGRA2BGR,
+    "BayerRG8": cv2.COLOR_BayerRGGB2BGR,
+    "BayerGR8": cv2.COLOR_BayerGRBG2BGR,
+    "BayerGB8": cv2.COLOR_BayerGBRG2BGR,
+    "BayerBG8": cv2.COLOR_BayerBGGR2BGR,
+}
+ALIASES = {
+    "RGB8Packed": "RGB8",
+    "BGR8Packed": "BGR8",
+    "BGRA8Packed": "BGRa8",
+    "RGBA8Packed": "RGBa8",
+}
+_CHANNELS = {"RGB8": 3, "BGR8": 3, "RGBa8": 4, "BGRa8": 4}
+
+
+def to_bgr(data: np.ndarray, width: int, height: int, pixel_format: str) -> Image:
+    """One pass from the camera's buffer into a new array the pipeline owns."""
+    pixel_format = ALIASES.get(pixel_format, pixel_format)
+    if pixel_format not in CONVERSIONS:
+        raise SourceError(
+            f"pixel format {pixel_format} is not supported; set PixelFormat to one of "
+            f"{', '.join(CONVERSIONS)}"
+        )
+    channels = _CHANNELS.get(pixel_format, 1)
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    shaped = data.reshape(shape)
+    code = CONVERSIONS[pixel_format]
+    if code is None or code == -1:
+        return np.array(shaped, np.uint8, copy=True)
+    return np.asarray(cv2.cvtColor(shaped, code), np.uint8)
+
+
+class LostFrames:
+    """Block-ID bookkeeping: a jump of n counts n - 1 frames lost."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self._last: int | None = None
+
+    def seen(self, block_id: int) -> None:
+        if self._last is not None and block_id > self._last + 1:
+            self.lost += block_id - self._last - 1
+        self._last = block_id
+
+    def incomplete(self) -> None:
+        self.lost += 1
+
+    def restart(self) -> None:
+        self._last = None  # a reopened camera may restart its block IDs
+
+
+def parse_selector(source: str) -> tuple[str, str]:
+    """``serial:SN``, ``name:USER-NAME`` or ``index:N`` (validated by the config)."""
+    kind, _, value = source.partition(":")
+    return kind, value
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
