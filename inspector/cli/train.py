@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from inspector.training import export, plots
         from inspector.training.backbones import build_backbone
-        from inspector.training.evaluate import evaluate_model
+        from inspector.training.evaluate import evaluate_model, tune_threshold
         from inspector.training.trainer import Trainer, TrainOptions
     except ImportError as exc:
         raise ModelError(
@@ -107,8 +107,16 @@ def run(args: argparse.Namespace) -> int:
                      "best_epoch": state.best_epoch, "seconds": round(train_seconds, 1)},
     }  # fmt: skip
     export.write_model_card(onnx_path, out.name, dataset.labels, dataset.ok_label, spec, card_extra)
-    # The figures that count are the exported model's, run as the daemon runs it.
     limited = args.limit is not None
+    threshold = tune_threshold(onnx_path, dataset) if not limited else None
+    if threshold is not None:
+        defect = next(label for label in dataset.labels if label != dataset.ok_label)
+        card_extra["thresholds"] = {defect: threshold}
+        print(f"defect threshold tuned on the validation part: {threshold:g}", file=sys.stderr)
+        export.write_model_card(
+            onnx_path, out.name, dataset.labels, dataset.ok_label, spec, card_extra
+        )
+    # The figures that count are the exported model's, run as the daemon runs it.
     test_report = evaluate_model(onnx_path, dataset) if not limited else None
     if test_report is None:  # a --limit run evaluates the same subset it trained on
         test_loss, test_accuracy = trainer.evaluate("test")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from inspector.engines.card import ModelCard, load_model
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -28,14 +29,16 @@ def batches(samples: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
         yield samples[start : start + size]
 
 
-def evaluate_model(
+def predict(
     onnx_path: Path,
     dataset: Dataset,
     part: str = "test",
     batch_size: int = 32,
     threads: int = 0,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> tuple[ModelCard, npt.NDArray[np.float32], list[int]]:
+    """The model's class probabilities on a dataset part (run as the daemon runs it), and
+    the true labels in the card's label order."""
     card = load_model(onnx_path)
     if set(card.labels) != set(dataset.labels):
         raise DatasetError(
@@ -49,8 +52,6 @@ def evaluate_model(
     normalizer = TileNormalizer(card.input)
     rule = VerdictRule(card)
     buffer = np.empty((batch_size, *normalizer.shape), np.float32)
-    predicted: list[int] = []
-    ok_index = card.labels.index(card.ok_label)
     chunks = batches(samples, batch_size)
     if progress:
         from tqdm import tqdm
@@ -58,20 +59,54 @@ def evaluate_model(
         chunks = tqdm(
             chunks, total=-(-len(samples) // batch_size), desc=f"evaluate {part}", unit="batch"
         )
+    outputs = []
     try:
         for chunk in chunks:
             tiles = np.stack(
                 [fit_to_input(read_image(s.path, card.input.color), card) for s in chunk]
             )
             inputs = normalizer.normalize(tiles, out=buffer[: len(chunk)])
-            probabilities = rule.probabilities(engine.infer(inputs))
-            # The daemon's own rule (thresholds), not a bare argmax: the figures then
-            # describe what the line will report.
-            verdicts, _ = rule.verdicts(probabilities)
-            predicted.extend(int(v) if v != NO_DEFECT else ok_index for v in verdicts)
+            outputs.append(rule.probabilities(engine.infer(inputs)))
     finally:
         engine.close()
-    truth = [to_card[s.label] for s in samples]
-    report = classification_report(truth, predicted, card.labels)
+    probabilities = np.concatenate(outputs) if outputs else np.empty((0, len(card.labels)))
+    return card, probabilities.astype(np.float32), [to_card[s.label] for s in samples]
+
+
+def verdict_labels(card: ModelCard, probabilities: npt.NDArray[np.float32]) -> list[int]:
+    """The daemon's own rule (thresholds), not a bare argmax: the figures then describe
+    what the line will report."""
+    verdicts, _ = VerdictRule(card).verdicts(probabilities)
+    ok_index = card.labels.index(card.ok_label)
+    return [int(v) if v != NO_DEFECT else ok_index for v in verdicts]
+
+
+def evaluate_model(
+    onnx_path: Path,
+    dataset: Dataset,
+    part: str = "test",
+    batch_size: int = 32,
+    threads: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    card, probabilities, truth = predict(onnx_path, dataset, part, batch_size, threads, progress)
+    report = classification_report(truth, verdict_labels(card, probabilities), card.labels)
     report.update({"model": card.name, "dataset": dataset.name, "part": part})
     return report
+
+
+def tune_threshold(onnx_path: Path, dataset: Dataset, part: str = "val") -> float | None:
+    """For a model with one defect class: the defect threshold with the best accuracy on
+    ``part`` (never the test part), ties going to the one nearest 0.5. None otherwise.
+
+    Class-weighted training moves the probabilities; this puts the decision where the
+    held-out images say it belongs."""
+    card, probabilities, truth = predict(onnx_path, dataset, part)
+    if len(card.defect_labels) != 1 or not len(truth):
+        return None
+    defect = card.labels.index(card.defect_labels[0])
+    scores, is_defect = probabilities[:, defect], np.asarray(truth) == defect
+    candidates = np.round(np.linspace(0.2, 0.8, 61), 3)
+    accuracy = [float(((scores >= t) == is_defect).mean()) for t in candidates]
+    best = max(range(len(candidates)), key=lambda i: (accuracy[i], -abs(candidates[i] - 0.5)))
+    return float(candidates[best])
