@@ -64,10 +64,16 @@ def test_calibrate_picks_a_method_on_validation_and_keeps_the_accuracy(
     # A real Q/DQ graph with int8 weights, and a card the daemon accepts.
     assert has_qdq(int8) and not has_qdq(model)
     graph = onnx.load(str(int8)).graph
-    zero_points = [t for t in graph.initializer if t.name.endswith("zero_point")]
-    # Symmetric INT8 everywhere (what TensorRT requires); biases are INT32, as usual.
-    assert {t.data_type for t in zero_points if "bias" not in t.name} == {onnx.TensorProto.INT8}
-    assert all(not onnx.numpy_helper.to_array(t).any() for t in zero_points)
+    zero_points = {t.name: t for t in graph.initializer if t.name.endswith("zero_point")}
+    weight_names = {f"{w}_zero_point" for w in ("busy_w0", "busy_w1", "weights", "busy_zero")}
+    weights = [t for name, t in zero_points.items() if name in weight_names]
+    activations = [
+        t for name, t in zero_points.items() if name not in weight_names and "bias" not in name
+    ]
+    # The default target: signed symmetric weights, unsigned activations (ONNX Runtime's x86).
+    assert weights and {t.data_type for t in weights} == {onnx.TensorProto.INT8}
+    assert all(not onnx.numpy_helper.to_array(t).any() for t in weights)
+    assert activations and {t.data_type for t in activations} == {onnx.TensorProto.UINT8}
     card = load_model(int8)
     assert card.name == "demo-color-int8"
     assert card.model_extra is not None
@@ -106,3 +112,21 @@ def test_an_empty_image_folder_is_a_clear_error(
     result = inspector("calibrate", "int8", str(model), "--images", str(tmp_path / "empty"))
     assert result.returncode == 65
     assert f"{tmp_path / 'empty'}: no images" in result.stderr
+
+
+def test_the_portable_target_is_symmetric_int8_as_tensorrt_requires(
+    model_and_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, data = model_and_data
+    out = tmp_path / "portable.onnx"
+    result = inspector(
+        "calibrate", "int8", str(model), "--images", str(data / "train"), "--target", "portable",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    graph = onnx.load(str(out)).graph
+    zero_points = [t for t in graph.initializer if t.name.endswith("zero_point")]
+    signed = [t for t in zero_points if "bias" not in t.name]
+    assert {t.data_type for t in signed} == {onnx.TensorProto.INT8}
+    assert all(not onnx.numpy_helper.to_array(t).any() for t in signed)  # zero point 0
+    assert load_model(out).model_extra["quantization"]["target"] == "portable"
