@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from inspector.cli.arguments import positive_float, positive_int
 from inspector.errors import EX_USAGE
 
 DESCRIPTION = """\
@@ -44,20 +45,6 @@ exit codes:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "build-engine",
@@ -71,27 +58,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--fp16", action="store_true", help="build a float model in FP16 (default: FP32)"
     )
     parser.add_argument(
-        "--min-batch", type=_positive_int, default=1, metavar="N", help="smallest batch (1)"
+        "--min-batch", type=positive_int, default=1, metavar="N", help="smallest batch (1)"
     )
     parser.add_argument(
         "--opt-batch",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="the batch size TensorRT tunes its kernels for (default: --max-batch)",
     )
     parser.add_argument(
-        "--max-batch", type=_positive_int, default=32, metavar="N", help="largest batch (32)"
+        "--max-batch", type=positive_int, default=32, metavar="N", help="largest batch (32)"
     )
     parser.add_argument(
         "--contexts",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         metavar="N",
         help="execution contexts, i.e. batches in flight; one optimisation profile each (2)",
     )
     parser.add_argument(
         "--workspace-gib",
-        type=_positive_float,
+        type=positive_float,
         default=4.0,
         metavar="G",
         help="GPU scratch memory TensorRT may use while choosing kernels (4)",

@@ -7,19 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+from inspector.cli.arguments import positive_float, positive_int
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,12 +35,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("data", metavar="DATA")
     parser.add_argument("--out", type=Path, required=True, help="video file: .mp4, .mkv or .avi")
-    parser.add_argument("--tile", type=_positive_int, default=224, help="part size in px")
-    parser.add_argument("--rows", type=_positive_int, default=2, help="parts across the belt")
-    parser.add_argument("--cols", type=_positive_int, default=6, help="field of view in tiles")
-    parser.add_argument("--step", type=_positive_int, help="belt travel per frame (default: tile)")
-    parser.add_argument("--fps", type=_positive_float, default=15.0)
-    parser.add_argument("--limit", type=_positive_int, help="at most N parts")
+    parser.add_argument("--tile", type=positive_int, default=224, help="part size in px")
+    parser.add_argument("--rows", type=positive_int, default=2, help="parts across the belt")
+    parser.add_argument("--cols", type=positive_int, default=6, help="field of view in tiles")
+    parser.add_argument("--step", type=positive_int, help="belt travel per frame (default: tile)")
+    parser.add_argument("--fps", type=positive_float, default=15.0)
+    parser.add_argument("--limit", type=positive_int, help="at most N parts")
     parser.add_argument("--seed", type=int, default=0, help="split and order seed")
     parser.add_argument("--ok-label", help="the defect-free class of a folder dataset")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")

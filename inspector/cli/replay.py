@@ -10,6 +10,7 @@ from pathlib import Path
 from inspector.acceptance.replay import replay
 from inspector.acceptance.report import summary_text
 from inspector.acceptance.truth import truth_path
+from inspector.cli.arguments import fraction, positive_float
 from inspector.cli.run import DEFAULT_CONFIG
 from inspector.config import load_settings
 from inspector.errors import ConfigError
@@ -45,20 +46,6 @@ examples:
 """
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "replay",
@@ -78,9 +65,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--report", type=Path, metavar="DIR", help="write DIR/report.json and DIR/report.html"
     )
-    parser.add_argument("--min-recall", type=_fraction, metavar="R", help="fail below R")
-    parser.add_argument("--min-precision", type=_fraction, metavar="P", help="fail below P")
-    parser.add_argument("--max-p99-ms", type=_positive, metavar="MS", help="fail above MS")
+    parser.add_argument("--min-recall", type=fraction, metavar="R", help="fail below R")
+    parser.add_argument("--min-precision", type=fraction, metavar="P", help="fail below P")
+    parser.add_argument("--max-p99-ms", type=positive_float, metavar="MS", help="fail above MS")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from inspector.cli.arguments import positive_float, positive_int
 from inspector.config import MqttSettings, load_settings
 from inspector.errors import EX_USAGE
 from inspector.publishing.subscription import Subscription
@@ -38,26 +39,6 @@ examples:
 exit status: 0 after --count messages, on Ctrl-C, or at --timeout without --count;
 1 if --timeout passed before --count messages; 69 if the broker cannot be reached.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--json", action="store_true", help="print each raw JSON payload on one line, nothing else"
     )
     parser.add_argument(
-        "--count", type=_positive_int, metavar="N", help="exit after N messages are printed"
+        "--count", type=positive_int, metavar="N", help="exit after N messages are printed"
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="S",
         help="exit after S seconds (status 1 if --count messages did not all arrive)",
     )
