@@ -44,9 +44,15 @@ def _busy_branch(layers: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorPro
     rng = np.random.default_rng(0)
     nodes, weights, current, channels = [], [], "input", 3
     for i in range(layers):
-        kernel = rng.normal(0, 0.1, (_BUSY_CHANNELS, channels, 3, 3)).astype(np.float32)
+        # Variance-preserving weights and a tanh: activations stay near 1 however deep the
+        # stack, so no overflow to inf/NaN and no slow denormals make the cost erratic.
+        scale = 1 / np.sqrt(channels * 9)
+        kernel = rng.normal(0, scale, (_BUSY_CHANNELS, channels, 3, 3)).astype(np.float32)
         weights.append(numpy_helper.from_array(kernel, f"busy_w{i}"))
-        nodes.append(helper.make_node("Conv", [current, f"busy_w{i}"], [f"busy{i}"], pads=[1] * 4))
+        nodes.append(
+            helper.make_node("Conv", [current, f"busy_w{i}"], [f"busy_c{i}"], pads=[1] * 4)
+        )
+        nodes.append(helper.make_node("Tanh", [f"busy_c{i}"], [f"busy{i}"]))
         current, channels = f"busy{i}", _BUSY_CHANNELS
     zeros = np.zeros((_BUSY_CHANNELS, len(LABELS)), np.float32)
     weights.append(numpy_helper.from_array(zeros, "busy_zero"))
