@@ -134,3 +134,21 @@ def test_export_check_catches_a_model_changed_after_training(tmp_path: Path) -> 
     export.export_onnx(model, tmp_path / "changed.onnx", spec)
     with pytest.raises(ModelError, match="differs from PyTorch"):
         export.check_export(tmp_path / "changed.onnx", inputs, expected)
+
+
+def test_the_tuned_threshold_is_the_best_on_validation(trained: Path) -> None:
+    from inspector.training.datasets import load_dataset
+    from inspector.training.evaluate import predict, tune_threshold
+
+    dataset = load_dataset(str(trained.parent.parent / "parts"))
+    model = trained.with_suffix(".onnx")
+    threshold = tune_threshold(model, dataset)
+    assert threshold is not None and 0.2 <= threshold <= 0.8
+    card, probabilities, truth = predict(model, dataset, "val")
+    defect = card.labels.index("scratch")
+    is_defect = np.asarray(truth) == defect
+
+    def accuracy(t: float) -> float:
+        return float(((probabilities[:, defect] >= t) == is_defect).mean())
+
+    assert accuracy(threshold) == max(accuracy(t) for t in np.linspace(0.2, 0.8, 61))
