@@ -96,6 +96,10 @@ class CameraSettings(_Section):
     mm_per_px: float | None = Field(
         default=None, gt=0, description="scale on the conveyor; default: the calibration's"
     )
+    roi_mask: Path | None = Field(
+        default=None,
+        description="mask image, white where the product is: tiles mostly outside are skipped",
+    )
     conveyor_mm_per_frame: float | None = Field(
         default=None, gt=0, description="belt travel per frame (encoder-triggered cameras)"
     )
@@ -358,7 +362,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
                 else camera.source,
                 **{
                     name: _resolve(value, base)
-                    for name in ("calibration", "flat_field", "cti")
+                    for name in ("calibration", "flat_field", "cti", "roi_mask")
                     if (value := getattr(camera, name)) is not None
                 },
             }

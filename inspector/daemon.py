@@ -25,6 +25,7 @@ from inspector.publishing.mqtt import AckListener
 from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
 from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
+from inspector.tiling import TileMask
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,8 @@ def run_pipeline(
     try:
         for camera_settings in settings.cameras:
             corrector, mm_per_px = camera_corrections(camera_settings)
+            roi = camera_settings.roi_mask
+            mask = TileMask.from_file(roi) if roi is not None else None
             source = create_source(camera_settings)
             try:
                 source.open()
@@ -51,10 +54,11 @@ def run_pipeline(
                     raise  # a missing or unreadable recording is an operator's mistake
                 # A live camera that is down at start is retried by its capture thread,
                 # while the other cameras inspect.
-                log.warning(
-                    "camera_unavailable_at_start", camera=camera_settings.id, error=str(exc)
-                )
-            cameras.append(Camera(camera_settings, source, corrector, mm_per_px))
+                log.warning("camera_down_at_start", camera=camera_settings.id, error=str(exc))
+            mask = (
+                TileMask.from_file(camera_settings.roi_mask) if camera_settings.roi_mask else None
+            )
+            cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
         if settings.outbox.enabled:
             assert settings.outbox.path is not None  # load_settings fills in the default
             outbox = Outbox(

@@ -219,3 +219,50 @@ def test_events_carry_millimetres_and_the_conveyor_position(
         assert defect["bbox_px"] == [2 * TILE, 0, TILE, TILE]
         assert defect["bbox_mm"] == [16.0, 0.0, 8.0, 8.0]
         assert event["frame"]["conveyor_mm"] == 12.5 * event["frame_id"]
+
+
+def test_a_mask_keeps_the_tiles_that_are_mostly_product() -> None:
+    from inspector.tiling import TileMask, Tiler
+
+    product = np.zeros((64, 128), bool)
+    product[:, 24:] = True  # tile column 0 is a quarter product, the others all product
+    grid = Tiler(32, 32).grid(64, 128)
+    assert TileMask(product).active(grid).tolist() == [1, 2, 3, 5, 6, 7]
+    assert TileMask(product, min_coverage=0.2).active(grid).tolist() == list(range(8))
+
+
+@pytest.mark.e2e
+def test_tiles_outside_the_product_mask_are_never_inferred(
+    tmp_path: Path, mosquitto: Any, mqtt_messages: Any
+) -> None:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (4 * TILE, TILE))
+    for _ in range(4):
+        frame = np.full((TILE, 4 * TILE, 3), 60, np.uint8)
+        frame[:, :TILE] = 245  # a bright fixture left of the belt: not product
+        frame[:, 2 * TILE : 3 * TILE] = 245  # a crack on the product
+        writer.write(frame)
+    writer.release()
+    mask = np.zeros((TILE, 4 * TILE), np.uint8)
+    mask[:, TILE:] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    build_color_model(tmp_path / "m.onnx", size=TILE)
+    line = f"roi{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "line.toml"
+    config.write_text(
+        f'[line]\nid = "{line}"\n[[cameras]]\nid = "cam0"\nsource = "line.mp4"\n'
+        'roi_mask = "mask.png"\n'
+        f'[model]\npath = "m.onnx"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[mqtt]\nport = {mosquitto.port}\n"
+    )
+    events = mqtt_messages(f"line/{line}/defects")
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["tiles_inferred"] == 4 * 3  # 3 of 4 tiles a frame
+    for message in events.wait_for(4):
+        event = json.loads(message.payload)
+        assert [d["bbox_px"] for d in event["defects"]] == [[2 * TILE, 0, TILE, TILE]]
+        assert event["frame"]["tiles"] == 3

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from inspector.capture.frame_queue import FrameQueue
 from inspector.engines.preprocess import TileNormalizer
 from inspector.frames import Frame
-from inspector.tiling import TileGrid, Tiler
+from inspector.tiling import TileGrid, TileMask, Tiler
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -35,11 +35,16 @@ class FrameJob:
     scores: FloatArray | None = None
     remaining: int = 0
     dequeued_ns: int = 0
+    active: npt.NDArray[np.int64] | None = None  # grid indices inferred; None: all of them
+
+    @property
+    def inferred(self) -> int:
+        return self.grid.count if self.active is None else len(self.active)
 
 
 @dataclass(slots=True)
 class TileSpan:
-    """``count`` tiles of ``job``, from its tile ``first``, at ``offset`` in the batch."""
+    """``count`` tiles of ``job``, from its inferred tile ``first``, at ``offset`` in the batch."""
 
     job: FrameJob
     first: int
@@ -97,6 +102,7 @@ class Batcher:
         max_batch: int,
         max_wait_ms: float,
         emit: BatchSink,
+        masks: dict[str, TileMask] | None = None,
     ) -> None:
         if not queues:
             raise ValueError("a batcher needs at least one frame queue")
@@ -110,6 +116,7 @@ class Batcher:
         self.max_batch = max_batch
         self.max_wait_ns = int(max_wait_ms * 1e6)
         self.emit = emit
+        self.masks = masks or {}
         self._next_queue = 0
         self._batch: Batch | None = None
         self.frames = 0
@@ -163,18 +170,26 @@ class Batcher:
         grid = self.tiler.grid(frame.height, frame.width)
         # One vectorised copy of all tiles; they are normalised into batch buffers below.
         tiles = self.tiler.extract(frame.image, grid)
+        mask = self.masks.get(frame.camera_id)
+        active = mask.active(grid) if mask is not None else None
+        if active is not None:
+            tiles = tiles[active]  # only the product's tiles go to the engine
         job = FrameJob(
             frame=frame,
             grid=grid,
             tiles=tiles,
-            remaining=grid.count,
+            remaining=len(tiles),
             dequeued_ns=time.monotonic_ns(),
+            active=active,
         )
         self.frames += 1
+        if len(tiles) == 0:  # nothing of the product in view: the frame is done, and clean
+            self._empty_frame(job)
+            return
         first = 0
-        while first < grid.count:
+        while first < len(tiles):
             batch = self._open_batch()
-            count = min(grid.count - first, self.max_batch - batch.size)
+            count = min(len(tiles) - first, self.max_batch - batch.size)
             self.normalizer.normalize(
                 tiles[first : first + count], out=batch.buffer[batch.size : batch.size + count]
             )
@@ -185,6 +200,11 @@ class Batcher:
                 self._flush()
         job.tiles = None  # normalised copies live in the batch buffers now
 
+    def _empty_frame(self, job: FrameJob) -> None:
+        # A zero-tile span in the open batch carries the frame to post-processing in order.
+        batch = self._open_batch()
+        batch.spans.append(TileSpan(job=job, first=0, offset=batch.size, count=0))
+
     def _open_batch(self) -> Batch:
         if self._batch is None:
             self._batch = Batch(buffer=self.pool.acquire(), opened_ns=time.monotonic_ns())
@@ -192,7 +212,7 @@ class Batcher:
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
-        if batch is None or batch.size == 0:
+        if batch is None or (batch.size == 0 and not batch.spans):
             if batch is not None:
                 self.pool.release(batch.buffer)
             return

@@ -28,7 +28,7 @@ class VerdictRule:
     def __init__(self, card: ModelCard) -> None:
         self.labels = list(card.labels)
         self.logits = card.output.kind == "logits"
-        ok_index = self.labels.index(card.ok_label)
+        ok_index = self.ok_index = self.labels.index(card.ok_label)
         self.defect_indices = np.array(
             [i for i in range(len(self.labels)) if i != ok_index], dtype=np.intp
         )

@@ -32,7 +32,7 @@ from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.pipeline.events import defect_event, new_run_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
 from inspector.pipeline.stats import PipelineStats
-from inspector.tiling import Tiler
+from inspector.tiling import TileMask, Tiler
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,7 @@ class Camera:
     source: FrameSource  # opened by the caller (a live one may be down, and is retried)
     corrector: Callable[[Image], Image] | None = None  # flat-field, undistortion
     mm_per_px: float | None = None  # scale on the conveyor plane: events get bbox_mm
+    roi_mask: TileMask | None = None  # only the product's tiles are inferred
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class Pipeline:
             batching.max_batch,
             batching.max_wait_ms,
             emit=self._to_engine.put,
+            masks={c.settings.id: c.roi_mask for c in self.cameras if c.roi_mask is not None},
         )
         self._batcher_thread = BatcherThread(self.batcher)
         self._engine_thread = threading.Thread(target=self._infer_loop, name="engine", daemon=True)
@@ -216,6 +218,9 @@ class Pipeline:
                     continue  # drain, so the batcher never blocks on a full queue
                 self._results.put(None)
                 return
+            if batch.size == 0:
+                self._pass_through(batch)
+                continue
             started = time.perf_counter()
             try:
                 outputs = self.engine.infer(batch.inputs)
@@ -257,6 +262,11 @@ class Pipeline:
                     collect_oldest()
                 self._results.put(None)
                 return
+            if batch.size == 0:
+                while pending:  # keep the frames in order behind the batches in flight
+                    collect_oldest()
+                self._pass_through(batch)
+                continue
             if engine.full:
                 collect_oldest()
             started = time.perf_counter()
@@ -268,6 +278,11 @@ class Pipeline:
             finally:
                 self.pool.release(batch.buffer)  # submit copied it into the engine's memory
             pending.append((batch, started))
+
+    def _pass_through(self, batch: Batch) -> None:
+        """A batch of frames with no product tile in view: nothing to infer, still reported."""
+        self.pool.release(batch.buffer)
+        self._results.put((batch, np.empty((0, len(self.rule.labels)), np.float32)))
 
     def _collect(self) -> None:
         while True:
@@ -283,13 +298,21 @@ class Pipeline:
             for span in batch.spans:
                 job = span.job
                 if job.scores is None:
-                    job.scores = np.empty((job.grid.count, probabilities.shape[1]), np.float32)
-                job.scores[span.first : span.first + span.count] = probabilities[
-                    span.offset : span.offset + span.count
-                ]
+                    job.scores = self._blank_scores(job, probabilities.shape[1])
+                rows = slice(span.first, span.first + span.count)
+                targets = rows if job.active is None else job.active[rows]
+                job.scores[targets] = probabilities[span.offset : span.offset + span.count]
                 job.remaining -= span.count
                 if job.remaining == 0:
                     self._finish_frame(job)
+
+    def _blank_scores(self, job: FrameJob, classes: int) -> np.ndarray:
+        if job.active is None:
+            return np.empty((job.grid.count, classes), np.float32)
+        # Tiles outside the product mask are not inferred: they count as certainly ok.
+        scores = np.zeros((job.grid.count, classes), np.float32)
+        scores[:, self.rule.ok_index] = 1.0
+        return scores
 
     def _finish_frame(self, job: FrameJob) -> None:
         assert job.scores is not None
@@ -304,7 +327,7 @@ class Pipeline:
                 line=self.settings.line.id,
                 run_id=self.run_id,
                 frame=job.frame,
-                tiles=job.grid.count,
+                tiles=job.inferred,
                 regions=regions,
                 model_name=card.name,
                 model_sha256=card.sha256,
