@@ -30,8 +30,6 @@ from inspector.engines.card import ModelCard, write_card
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import (
     PlanMetadata,
-    SchedulerFull,
-    StreamScheduler,
     check_plan,
     choose_precision,
     has_qdq,
@@ -45,6 +43,7 @@ from inspector.engines.plan import (
     timing_cache_path,
     write_sidecar,
 )
+from inspector.engines.scheduler import SchedulerFull, StreamScheduler
 from inspector.engines.tensorrt_engine import TensorRtEngine
 from inspector.engines.trt_build import CudaError, build_engine, fp16_route
 from inspector.errors import EX_CONFIG, EX_USAGE, ModelError

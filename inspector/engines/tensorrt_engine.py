@@ -33,13 +33,12 @@ from inspector.engines.card import ModelCard
 from inspector.engines.plan import (
     PlanMetadata,
     Precision,
-    StreamScheduler,
-    Ticket,
     choose_precision,
     plan_buffers,
     rebuild_command,
     require_plan,
 )
+from inspector.engines.scheduler import StreamScheduler, Ticket
 from inspector.engines.trt_build import Cuda, CudaError, import_tensorrt, open_cuda, trt_logger
 from inspector.errors import ModelError
 
