@@ -118,19 +118,19 @@ def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 20, "cam1")
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 40, "cam1")
         camera.mode = "stall"  # frames stop: the read times out, the daemon reconnects
-        wait_until(lambda: metrics(port)["inspector_camera_errors_total[cam1]"] >= 1, 10, "stall")
+        wait_until(lambda: metrics(port)["inspector_camera_errors_total[cam1]"] >= 1, 40, "stall")
         camera.mode = "down"  # reopening fails (503) and is retried with backoff
         time.sleep(1.5)
         camera.mode = "serve"
-        wait_until(lambda: metrics(port)["inspector_camera_reconnects_total[cam1]"] >= 1, 20,
+        wait_until(lambda: metrics(port)["inspector_camera_reconnects_total[cam1]"] >= 1, 40,
                    "reconnect")  # fmt: skip
         before = metrics(port)["inspector_frames_captured_total[cam1]"]
         wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > before + 5,
-                   10, "frames after the reconnect")  # fmt: skip
+                   40, "frames after the reconnect")  # fmt: skip
         # cam0 played its whole recording meanwhile.
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 60, 20,
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 60, 40,
                    "cam0's recording")  # fmt: skip
         final = metrics(port)
         daemon.send_signal(signal.SIGTERM)
@@ -179,7 +179,7 @@ def test_a_camera_down_at_start_is_retried_while_the_other_inspects(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 20, 20,
+        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 20, 40,
                    "cam0's recording")  # fmt: skip
         assert metrics(port)["inspector_frames_captured_total[cam1]"] == 0
         camera.mode = "serve"
