@@ -37,14 +37,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--backbone", default="efficientnet_lite0",
                         choices=("efficientnet_lite0", "resnet50", "nasnet"))  # fmt: skip
     parser.add_argument("--weights", type=Path, help="ImageNet weights file (resnet50, nasnet)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--warmup-epochs", type=int, default=1, help="head-only epochs first")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate after warm-up")
+    parser.add_argument("--lr", type=float, default=5e-4, help="learning rate after warm-up")
     parser.add_argument("--head-lr", type=float, default=1e-3, help="warm-up learning rate")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=300)
     parser.add_argument(
-        "--patience", type=int, default=5, help="epochs without a lower validation loss"
+        "--patience", type=int, default=6, help="epochs without a lower validation loss"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="at most N images per class and part")
