@@ -172,6 +172,16 @@ class BatchingSettings(_Section):
     in_flight: int = Field(default=2, ge=1, le=16, description="batches queued for the engine")
 
 
+class CpuSettings(_Section):
+    opencv_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="OpenCV's own thread pool (decode, remap); 1 leaves the cores to the "
+        "engine, 0 = OpenCV's default",
+    )
+
+
 class TlsSettings(_Section):
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -254,6 +264,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     tiling: TilingSettings = TilingSettings()
     batching: BatchingSettings = BatchingSettings()
+    cpu: CpuSettings = CpuSettings()
     mqtt: MqttSettings = MqttSettings()
     outbox: OutboxSettings = OutboxSettings()
     metrics: MetricsSettings = MetricsSettings()
