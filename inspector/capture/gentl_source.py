@@ -10,11 +10,17 @@ requeued at once. Gaps in block IDs and incomplete buffers count as lost frames.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from inspector.capture.industrial import LostFrames, first_line, parse_selector, to_bgr
+from inspector.capture.industrial import (
+    LostFrames,
+    TriggerPacer,
+    first_line,
+    parse_selector,
+    to_bgr,
+    trigger_mode_on,
+)
 from inspector.capture.source import Grab, NoFrameYet
 from inspector.config import CameraSettings, FeatureValue
 from inspector.errors import ConfigError, SourceError
@@ -91,8 +97,9 @@ class GenTlSource:
         self.description = f"{settings.source} via {settings.cti.name}"
         self._acquirer: Any | None = None
         self._lost = LostFrames()
-        self._triggered = str(settings.features.get("TriggerMode", "Off")) == "On"
-        self._next_trigger = 0.0
+        self._triggered = trigger_mode_on(settings.features)
+        hz = settings.software_trigger_hz
+        self._pacer = TriggerPacer(hz) if hz is not None else None
 
     @property
     def lost(self) -> int:
@@ -133,13 +140,9 @@ class GenTlSource:
         self._lost.restart()
 
     def _fire_trigger(self) -> None:
-        hz = self.settings.software_trigger_hz
-        if hz is None or self._acquirer is None:
+        if self._pacer is None or self._acquirer is None:
             return
-        delay = self._next_trigger - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self._next_trigger = time.monotonic() + 1 / hz
+        self._pacer.due()
         self._acquirer.remote_device.node_map.TriggerSoftware.execute()
 
     def grab(self) -> Grab | None:

@@ -3,6 +3,9 @@ lost-frame bookkeeping from block IDs, and the camera selector of the config."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
@@ -75,3 +78,22 @@ def parse_selector(source: str) -> tuple[str, str]:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def trigger_mode_on(features: Mapping[str, object]) -> bool:
+    """A camera in trigger mode waits for parts: a fetch timeout is no fault then."""
+    return str(features.get("TriggerMode", "Off")) == "On"
+
+
+class TriggerPacer:
+    """Paces a software trigger at ``hz``: ``due()`` sleeps until the next one is due."""
+
+    def __init__(self, hz: float) -> None:
+        self.period_s = 1 / hz
+        self._next = 0.0
+
+    def due(self) -> None:
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = time.monotonic() + self.period_s

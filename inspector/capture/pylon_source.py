@@ -8,10 +8,16 @@ cameras that wait without it being a fault, a software trigger for test benches.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from inspector.capture.industrial import LostFrames, first_line, parse_selector, to_bgr
+from inspector.capture.industrial import (
+    LostFrames,
+    TriggerPacer,
+    first_line,
+    parse_selector,
+    to_bgr,
+    trigger_mode_on,
+)
 from inspector.capture.source import Grab, NoFrameYet
 from inspector.config import CameraSettings, FeatureValue
 from inspector.errors import ConfigError, SourceError
@@ -69,8 +75,9 @@ class PylonSource:
         self.description = f"pylon {settings.source}"
         self._camera: Any | None = None
         self._lost = LostFrames()
-        self._triggered = str(settings.features.get("TriggerMode", "Off")) == "On"
-        self._next_trigger = 0.0
+        self._triggered = trigger_mode_on(settings.features)
+        hz = settings.software_trigger_hz
+        self._pacer = TriggerPacer(hz) if hz is not None else None
 
     @property
     def lost(self) -> int:
@@ -104,14 +111,10 @@ class PylonSource:
         self._lost.restart()
 
     def _fire_trigger(self) -> None:
-        hz = self.settings.software_trigger_hz
-        if hz is None or self._camera is None:
+        if self._pacer is None or self._camera is None:
             return
         pylon, _ = _pylon()
-        delay = self._next_trigger - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self._next_trigger = time.monotonic() + 1 / hz
+        self._pacer.due()
         timeout_ms = int(self.settings.read_timeout_s * 1000)
         if self._camera.WaitForFrameTriggerReady(timeout_ms, pylon.TimeoutHandling_Return):
             self._camera.ExecuteSoftwareTrigger()
