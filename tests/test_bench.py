@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector.bench.measure import Throughput, interleaved, median_run
 from inspector.calibration.int8 import calibrate_int8
 from inspector.demo.models import build_color_model
 
@@ -43,7 +45,7 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
 
     result = subprocess.run(
         [sys.executable, "-m", "inspector", "bench", "--config", str(config),
-         "--int8", str(int8), "--seconds", "0.5", "--json"],
+         "--int8", str(int8), "--seconds", "0.5", "--rounds", "2", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -58,3 +60,26 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
     assert report["detail"]["pipeline"]["tiles"] == 30 * 8  # the whole recording, every tile
     assert report["detail"]["int8_pipeline"]["tiles"] == 30 * 8
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert report["rounds"] == 2
+    for name in ("engine", "pipeline", "int8_engine", "int8_pipeline"):
+        rounds = report["detail"][name]["rounds_tiles_per_s"]
+        assert len(rounds) == 2 and report["detail"][name]["tiles_per_s"] == min(rounds)
+
+
+def test_rounds_interleave_and_the_median_run_is_a_real_run() -> None:
+    calls: list[str] = []
+
+    def measure(name: str, tiles_per_s: list[float]) -> Callable[[], Throughput]:
+        def run() -> Throughput:
+            calls.append(name)
+            return Throughput(tiles_per_s[len(calls) % len(tiles_per_s)], 1, 1.0, {"p50": 1.0})
+
+        return run
+
+    runs = interleaved({"a": measure("a", [1.0, 5.0, 3.0]), "b": measure("b", [2.0])}, rounds=3)
+    assert calls == ["a", "b", "a", "b", "a", "b"]  # drift hits both alike
+    assert [r.tiles_per_s for r in runs["a"]] == [5.0, 1.0, 3.0]
+    assert median_run(runs["a"]) is runs["a"][2]
+    assert median_run([runs["a"][1], runs["a"][0]]) is runs["a"][1]  # even count: the lower
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved({}, rounds=0)

@@ -157,6 +157,48 @@ def test_normalize_rejects_wrong_out(demo: tuple[Path, ModelCard]) -> None:
         TileNormalizer(card).normalize(tiles, np.empty((3, 3, SIZE, SIZE), dtype=np.float32))
 
 
+@pytest.mark.parametrize(
+    ("frame_layout", "color"), [("bgr", "rgb"), ("gray", "rgb"), ("gray1", "rgb"), ("gray", "gray")]
+)
+def test_frame_planes_match_reference(
+    demo: tuple[Path, ModelCard], frame_layout: str, color: str
+) -> None:
+    """The daemon's route (frame -> planes -> batch slots) gives the reference's numbers."""
+    _, card = demo
+    mean, std = (
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if color == "rgb" else ((0.4,), (0.3,))
+    )
+    card = card_with(card, color=color, mean=mean, std=std)
+    shape = {
+        "bgr": (3 * SIZE, 4 * SIZE, 3),
+        "gray": (3 * SIZE, 4 * SIZE),
+        "gray1": (3 * SIZE, 4 * SIZE, 1),
+    }
+    frame = np.random.default_rng(4).integers(0, 256, shape[frame_layout], dtype=np.uint8)
+    origins = np.array([[0, 0], [3 * SIZE, 2 * SIZE], [SIZE + 5, SIZE - 3]], dtype=np.int64)
+    tiles = np.stack([frame[y : y + SIZE, x : x + SIZE] for x, y in origins])
+    normalizer = TileNormalizer(card)
+    planes = normalizer.planes(frame, SIZE)
+    assert planes is not None
+    batch = np.full((5, card.channels, SIZE, SIZE), np.nan, dtype=np.float32)
+    normalizer.normalize_planes(planes, origins, batch[1:4])  # written in place, nowhere else
+    np.testing.assert_allclose(batch[1:4], normalize_reference(tiles, card), atol=1e-5)
+    assert np.isnan(batch[0]).all() and np.isnan(batch[4]).all()
+
+
+def test_frame_planes_decline_what_needs_the_general_route(demo: tuple[Path, ModelCard]) -> None:
+    _, card = demo
+    frame = np.zeros((2 * SIZE, 2 * SIZE, 3), dtype=np.uint8)
+    assert TileNormalizer(card).planes(frame, SIZE + 8) is None  # tiles must be resized
+    gray_model = card_with(card, color="gray", mean=(0.5,), std=(0.5,))
+    assert TileNormalizer(gray_model).planes(frame, SIZE) is None  # luma is done in float
+    planes = TileNormalizer(card).planes(frame, SIZE)
+    assert planes is not None
+    with pytest.raises(ValueError, match="leaves the"):
+        out = np.empty((1, 3, SIZE, SIZE), dtype=np.float32)
+        TileNormalizer(card).normalize_planes(planes, np.array([[SIZE + 1, 0]]), out)
+
+
 # --- card and graph validation ----------------------------------------------
 
 

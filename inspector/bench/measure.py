@@ -5,13 +5,17 @@
   publish to a real broker) replaying a recording, timed from start to last ack;
 - naive: one tile at a time, resize, normalise, run: how the papers' code would run.
 
-Ratios only mean something between figures taken in one run on one machine.
+Ratios only mean something between figures taken in one run on one machine, and even
+then a shared machine drifts by several per cent within a minute: :func:`interleaved`
+measures every configuration once per round, round after round, and the report takes
+each one's median run.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,29 @@ class Throughput:
             "seconds": round(self.seconds, 3),
             "latency_ms": self.latency_ms,
         }
+
+
+def interleaved(
+    measurements: Mapping[str, Callable[[], Throughput]],
+    rounds: int,
+    on_start: Callable[[str], None] = lambda _: None,
+) -> dict[str, list[Throughput]]:
+    """Each measurement once per round, in order, ``rounds`` times: drift hits all alike."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    runs: dict[str, list[Throughput]] = {name: [] for name in measurements}
+    for round_index in range(rounds):
+        for name, measure in measurements.items():
+            on_start(f"round {round_index + 1}/{rounds}: {name}")
+            runs[name].append(measure())
+    return runs
+
+
+def median_run(runs: list[Throughput]) -> Throughput:
+    """The run with the median throughput (the lower one of the middle two for an even count),
+    so its latencies are those of a real run, not a blend."""
+    middle = statistics.median_low(run.tiles_per_s for run in runs)
+    return next(run for run in runs if run.tiles_per_s == middle)
 
 
 def sample_tiles(settings: Settings, limit: int = 256) -> Image:

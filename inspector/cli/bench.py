@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.cli.run import DEFAULT_CONFIG
+from inspector.errors import EX_USAGE
+
+if TYPE_CHECKING:
+    from inspector.bench.measure import Throughput
 
 DESCRIPTION = """\
 Measure, in one run, on the config's model, batch size (batching.max_batch) and
@@ -21,6 +26,10 @@ threads (model.threads):
 and their ratios. With --int8 MODEL the engine and pipeline are measured again on
 that model, and int8_vs_fp32 is the ratio of the engine figures. When a camera has
 calibration files, the pipeline is measured again without them: correction_cost.
+
+A shared machine drifts by several per cent within a minute, so every measurement
+is repeated --rounds times, interleaved (engine, pipeline, ..., engine, pipeline, ...),
+and each figure is its median run; detail.*.rounds_tiles_per_s shows the spread.
 """
 
 EPILOG = """\
@@ -47,6 +56,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="per engine/naive measurement (default 10)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure everything this many times, interleaved; report medians (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
@@ -59,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from inspector.bench.measure import (
         engine_throughput,
         has_corrections,
+        interleaved,
+        median_run,
         naive_throughput,
         pipeline_throughput,
         sample_tiles,
@@ -68,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from inspector.config import load_settings
     from inspector.logs import configure_logging
 
+    if args.rounds < 1:
+        print(f"inspector bench: --rounds must be >= 1, got {args.rounds}", file=sys.stderr)
+        return EX_USAGE
     settings = load_settings(args.config)
     configure_logging("warning", settings.logging.format)
     tiles = sample_tiles(settings)
@@ -75,16 +95,33 @@ def run(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"bench: {text}", file=sys.stderr, flush=True)
 
-    say(f"engine ({settings.model.path.name}, batch {settings.batching.max_batch})")
-    engine = engine_throughput(settings, tiles, args.seconds)
-    say(f"pipeline (replaying {settings.cameras[0].source})")
-    pipeline = pipeline_throughput(settings)
+    measurements: dict[str, Callable[[], Throughput]] = {
+        "engine": lambda: engine_throughput(settings, tiles, args.seconds),
+        "pipeline": lambda: pipeline_throughput(settings),
+    }
+    if has_corrections(settings):
+        bare = without_corrections(settings)
+        measurements["pipeline_uncorrected"] = lambda: pipeline_throughput(bare)
+    if args.int8 is not None:
+        int8_settings = with_model(settings, args.int8)
+        measurements["int8_engine"] = lambda: engine_throughput(int8_settings, tiles, args.seconds)
+        measurements["int8_pipeline"] = lambda: pipeline_throughput(int8_settings)
+    say(
+        f"{settings.model.path.name}, batch {settings.batching.max_batch}, "
+        f"replaying {settings.cameras[0].source}, {args.rounds} round(s)"
+    )
+    runs = interleaved(measurements, args.rounds, on_start=say)
     say("naive loop, one tile at a time")
     naive = naive_throughput(settings, tiles, args.seconds)
+    typical = {name: median_run(series) for name, series in runs.items()}
+    engine, pipeline = typical["engine"], typical["pipeline"]
+    detail = {name: _detail(run, runs[name]) for name, run in typical.items()}
+    detail["naive"] = naive.as_dict()
     result: dict[str, Any] = {
         "model": str(settings.model.path),
         "batch": settings.batching.max_batch,
         "threads": settings.model.threads,
+        "rounds": args.rounds,
         "engine_tiles_per_s": round(engine.tiles_per_s, 1),
         "pipeline_tiles_per_s": round(pipeline.tiles_per_s, 1),
         "naive_tiles_per_s": round(naive.tiles_per_s, 1),
@@ -92,23 +129,14 @@ def run(args: argparse.Namespace) -> int:
         "engine_vs_naive": _ratio(engine.tiles_per_s, naive.tiles_per_s),
         "latency_ms": pipeline.latency_ms,
         "engine_batch_ms": engine.latency_ms,
-        "detail": {
-            "engine": engine.as_dict(),
-            "pipeline": pipeline.as_dict(),
-            "naive": naive.as_dict(),
-        },
+        "detail": detail,
     }
-    if has_corrections(settings):
-        say("pipeline without the camera corrections (flat-field, undistortion)")
-        bare = pipeline_throughput(without_corrections(settings))
-        result["pipeline_uncorrected_tiles_per_s"] = round(bare.tiles_per_s, 1)
-        result["correction_cost"] = round(1 - pipeline.tiles_per_s / bare.tiles_per_s, 3)
+    if "pipeline_uncorrected" in typical:
+        uncorrected = typical["pipeline_uncorrected"].tiles_per_s
+        result["pipeline_uncorrected_tiles_per_s"] = round(uncorrected, 1)
+        result["correction_cost"] = round(1 - pipeline.tiles_per_s / uncorrected, 3)
     if args.int8 is not None:
-        int8_settings = with_model(settings, args.int8)
-        say(f"engine, INT8 ({args.int8.name})")
-        int8_engine = engine_throughput(int8_settings, tiles, args.seconds)
-        say("pipeline, INT8")
-        int8_pipeline = pipeline_throughput(int8_settings)
+        int8_engine, int8_pipeline = typical["int8_engine"], typical["int8_pipeline"]
         result.update(
             {
                 "int8_model": str(args.int8),
@@ -121,9 +149,6 @@ def run(args: argparse.Namespace) -> int:
                 "int8_latency_ms": int8_pipeline.latency_ms,
             }
         )
-        result["detail"].update(
-            {"int8_engine": int8_engine.as_dict(), "int8_pipeline": int8_pipeline.as_dict()}
-        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -131,12 +156,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detail(typical: Throughput, series: list[Throughput]) -> dict[str, Any]:
+    """The median run, and every round's figure beside it (the spread shows the noise)."""
+    return {**typical.as_dict(), "rounds_tiles_per_s": [round(r.tiles_per_s, 1) for r in series]}
+
+
 def _table(result: dict[str, Any]) -> str:
     latency = result["latency_ms"]
+    detail = result["detail"]
+
+    def spread(name: str) -> str:
+        figures = detail[name]["rounds_tiles_per_s"]
+        return f"[rounds {min(figures):.0f}-{max(figures):.0f}]" if len(figures) > 1 else ""
+
     lines = [
-        f"model {result['model']}  batch {result['batch']}  threads {result['threads']}",
-        f"  engine    {result['engine_tiles_per_s']:>9.1f} tiles/s",
-        f"  pipeline  {result['pipeline_tiles_per_s']:>9.1f} tiles/s  "
+        f"model {result['model']}  batch {result['batch']}  threads {result['threads']}  "
+        f"(medians of {result['rounds']} interleaved rounds)",
+        f"  engine    {result['engine_tiles_per_s']:>9.1f} tiles/s  {spread('engine')}",
+        f"  pipeline  {result['pipeline_tiles_per_s']:>9.1f} tiles/s  {spread('pipeline')}  "
         f"= {result['pipeline_vs_engine']:.3f} x engine  "
         f"(latency p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms)",
         f"  naive     {result['naive_tiles_per_s']:>9.1f} tiles/s  "
@@ -146,14 +183,14 @@ def _table(result: dict[str, Any]) -> str:
         lines.append(
             f"  corrections (flat-field, undistortion) cost {result['correction_cost']:.1%} "
             f"of pipeline throughput ({result['pipeline_uncorrected_tiles_per_s']:.1f} tiles/s "
-            "without)"
+            f"without {spread('pipeline_uncorrected')})"
         )
     if "int8_vs_fp32" in result:
         lines += [
             f"INT8 {result['int8_model']}",
             f"  engine    {result['int8_engine_tiles_per_s']:>9.1f} tiles/s  "
-            f"= {result['int8_vs_fp32']:.2f} x FP32",
+            f"{spread('int8_engine')}  = {result['int8_vs_fp32']:.2f} x FP32",
             f"  pipeline  {result['int8_pipeline_tiles_per_s']:>9.1f} tiles/s  "
-            f"= {result['int8_pipeline_vs_engine']:.3f} x engine",
+            f"{spread('int8_pipeline')}  = {result['int8_pipeline_vs_engine']:.3f} x engine",
         ]
     return "\n".join(lines)

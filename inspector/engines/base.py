@@ -52,6 +52,11 @@ class Engine(Protocol):
         """
         ...
 
+    def warmup(self) -> None:
+        """Run full batches of zeros through every execution context once, so that memory
+        planning, kernel selection and graph capture happen at start, not on the first part."""
+        ...
+
     def close(self) -> None:
         """Release the runtime's sessions and device memory; idempotent."""
         ...

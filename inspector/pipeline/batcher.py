@@ -31,7 +31,6 @@ class FrameJob:
 
     frame: Frame
     grid: TileGrid
-    tiles: npt.NDArray[np.uint8] | None
     scores: FloatArray | None = None
     remaining: int = 0
     dequeued_ns: int = 0
@@ -168,37 +167,42 @@ class Batcher:
 
     def _add(self, frame: Frame) -> None:
         grid = self.tiler.grid(frame.height, frame.width)
-        # One vectorised copy of all tiles; they are normalised into batch buffers below.
-        tiles = self.tiler.extract(frame.image, grid)
         mask = self.masks.get(frame.camera_id)
         active = mask.active(grid) if mask is not None else None
-        if active is not None:
-            tiles = tiles[active]  # only the product's tiles go to the engine
+        origins = grid.origins if active is None else grid.origins[active]
+        # The hot path normalises each tile straight from the frame's channel planes into
+        # the batch buffer; other tile sizes are cut and resized first.
+        planes = self.normalizer.planes(frame.image, grid.size)
+        tiles = None
+        if planes is None:
+            tiles = self.tiler.extract(frame.image, grid)
+            tiles = tiles if active is None else tiles[active]
         job = FrameJob(
             frame=frame,
             grid=grid,
-            tiles=tiles,
-            remaining=len(tiles),
+            remaining=len(origins),
             dequeued_ns=time.monotonic_ns(),
             active=active,
         )
         self.frames += 1
-        if len(tiles) == 0:  # nothing of the product in view: the frame is done, and clean
+        if len(origins) == 0:  # nothing of the product in view: the frame is done, and clean
             self._empty_frame(job)
             return
         first = 0
-        while first < len(tiles):
+        while first < len(origins):
             batch = self._open_batch()
-            count = min(len(tiles) - first, self.max_batch - batch.size)
-            self.normalizer.normalize(
-                tiles[first : first + count], out=batch.buffer[batch.size : batch.size + count]
-            )
+            count = min(len(origins) - first, self.max_batch - batch.size)
+            out = batch.buffer[batch.size : batch.size + count]
+            if planes is not None:
+                self.normalizer.normalize_planes(planes, origins[first : first + count], out)
+            else:
+                assert tiles is not None
+                self.normalizer.normalize(tiles[first : first + count], out)
             batch.spans.append(TileSpan(job=job, first=first, offset=batch.size, count=count))
             batch.size += count
             first += count
             if batch.size == self.max_batch:
                 self._flush()
-        job.tiles = None  # normalised copies live in the batch buffers now
 
     def _empty_frame(self, job: FrameJob) -> None:
         # A zero-tile span in the open batch carries the frame to post-processing in order.
