@@ -6,9 +6,9 @@ Two routes, same numbers:
   :meth:`~TileNormalizer.normalize_planes`): a frame is split once into the model's
   channel planes, and each tile's plane is scaled straight into its slot of the batch
   buffer by one OpenCV call (cast, multiply and add in one SIMD pass). No tile is
-  ever copied as uint8 first, and no strided BGR->NCHW read happens: 1.6x faster
-  than the ufunc route on the demo line, which matters because on a CPU every
-  millisecond here is taken from the engine's cores;
+  ever copied as uint8 first, and no strided BGR->NCHW read happens: 1.45x faster
+  than the ufunc route on the demo line (benchmarks/stage_costs.py), which matters
+  because on a CPU every millisecond here is taken from the engine's cores;
 - any batch of tiles (:meth:`~TileNormalizer.normalize`, for training, calibration
   and tiles of another size): two ufunc calls over strided views, the BGR->RGB swap
   and the NHWC->NCHW transpose being free views.
