@@ -91,11 +91,12 @@ def run_pipeline(
     pipeline = Pipeline(settings, cameras, engine, sink, run_id=run_id)
     notifier = SystemdNotifier()
     keepalive_s = watchdog_interval_s()
+    status_window = pipeline.stats.rate_window()
     watchdog = PipelineWatchdog(
         notifier,
         keepalive_s or settings.mqtt.stats_interval_s,
         lambda: pipeline.stats.frames_inferred,
-        lambda: status_line(pipeline.stats_snapshot()),
+        lambda: status_line(pipeline.stats_snapshot(status_window)),
         keepalive=keepalive_s is not None,
     )
     metrics: MetricsServer | None = None

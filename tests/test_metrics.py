@@ -18,7 +18,7 @@ from mqtt_helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from inspector.demo.models import build_color_model
-from inspector.pipeline.stats import Histogram
+from inspector.pipeline.stats import Histogram, PipelineStats
 
 TILE = 32
 
@@ -134,3 +134,16 @@ def test_healthz_fails_while_inference_is_stalled(tmp_path: Path, mosquitto: Any
         _, err = daemon.communicate(timeout=30)
     assert 503 in seen, (texts[-5:], err[-2000:])
     assert any(t.startswith("stalled: no frame inferred for") for t in texts)
+
+
+def test_each_reader_gets_rates_over_its_own_interval() -> None:
+    """The MQTT stats and the systemd status line must not shorten each other's window."""
+    stats = PipelineStats()
+    stats.started_ns -= 10 * 10**9  # started 10 s ago
+    mqtt, status = stats.rate_window(), stats.rate_window()
+    for _ in range(50):
+        stats.record_frame(5.0, event=False)
+    assert stats.snapshot(mqtt)["fps"] == pytest.approx(5.0, rel=0.01)  # 50 frames in 10 s
+    assert stats.snapshot(mqtt)["fps"] == 0.0  # nothing since mqtt's last look
+    assert stats.snapshot(status)["fps"] == pytest.approx(5.0, rel=0.01)  # untouched by mqtt
+    assert stats.snapshot()["fps"] == pytest.approx(5.0, rel=0.01)  # no window: since start

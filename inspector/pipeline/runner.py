@@ -31,7 +31,7 @@ from inspector.frames import Image, iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool, FrameJob
 from inspector.pipeline.events import defect_event, new_run_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
-from inspector.pipeline.stats import PipelineStats
+from inspector.pipeline.stats import PipelineStats, RateWindow
 from inspector.tiling import TileMask, Tiler
 
 log = structlog.get_logger(__name__)
@@ -187,8 +187,9 @@ class Pipeline:
     def engine_queue_depth(self) -> int:
         return self._to_engine.qsize()
 
-    def stats_snapshot(self) -> dict[str, Any]:
-        snapshot = self.stats.snapshot()
+    def stats_snapshot(self, window: RateWindow | None = None) -> dict[str, Any]:
+        """Totals and rates (since ``window``'s last look, else since start), with queues."""
+        snapshot = self.stats.snapshot(window)
         snapshot["line"] = self.settings.line.id
         snapshot["run_id"] = self.run_id
         snapshot["queues"] = {
@@ -355,9 +356,10 @@ class Pipeline:
 
     def _stats_loop(self) -> None:
         interval = self.settings.mqtt.stats_interval_s
+        window = self.stats.rate_window()
         while not self.stop_event.wait(interval):
             try:
-                self.sink.publish_stats(self.stats_snapshot())
+                self.sink.publish_stats(self.stats_snapshot(window))
             except Exception as exc:  # stats are best effort; events are not
                 self._log.warning("stats_publish_failed", error=str(exc))
 

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,6 @@ class PipelineStats:
         self.latency_histogram = Histogram()
         self.inference_histogram = Histogram()
         self.last_frame_ns = self.started_ns  # when a frame last came out of inference
-        self._last = (self.started_ns, 0, 0)
 
     def record_batch(self, tiles: int, inference_ms: float) -> None:
         with self.lock:
@@ -87,16 +87,22 @@ class PipelineStats:
     def elapsed_s(self) -> float:
         return (time.monotonic_ns() - self.started_ns) / 1e9
 
-    def snapshot(self) -> dict[str, Any]:
-        """Totals, plus rates since the previous snapshot."""
+    def rate_window(self) -> RateWindow:
+        """A window of one's own for :meth:`snapshot`'s rates: readers (the MQTT stats, the
+        systemd status line) each get rates over their own interval, not the gap since
+        whichever of them looked last."""
+        return RateWindow(self.started_ns)
+
+    def snapshot(self, window: RateWindow | None = None) -> dict[str, Any]:
+        """Totals, plus rates since ``window``'s previous snapshot (since start without one)."""
         with self.lock:
             now = time.monotonic_ns()
-            last_ns, last_frames, last_tiles = self._last
-            span_s = max((now - last_ns) / 1e9, 1e-9)
+            since = window if window is not None else RateWindow(self.started_ns)
+            span_s = max((now - since.at_ns) / 1e9, 1e-9)
             snapshot = {
                 "uptime_s": round((now - self.started_ns) / 1e9, 3),
-                "fps": round((self.frames_inferred - last_frames) / span_s, 2),
-                "tiles_per_s": round((self.tiles_inferred - last_tiles) / span_s, 1),
+                "fps": round((self.frames_inferred - since.frames) / span_s, 2),
+                "tiles_per_s": round((self.tiles_inferred - since.tiles) / span_s, 1),
                 "frames_inferred": self.frames_inferred,
                 "tiles_inferred": self.tiles_inferred,
                 "batches": self.batches,
@@ -104,5 +110,14 @@ class PipelineStats:
                 "latency_ms": percentiles(self.latency_ms),
                 "inference_ms": percentiles(self.inference_ms),
             }
-            self._last = (now, self.frames_inferred, self.tiles_inferred)
+            since.at_ns, since.frames, since.tiles = now, self.frames_inferred, self.tiles_inferred
             return snapshot
+
+
+@dataclass(slots=True)
+class RateWindow:
+    """Where one reader's previous snapshot left off."""
+
+    at_ns: int
+    frames: int = 0
+    tiles: int = 0
