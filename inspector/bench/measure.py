@@ -2,7 +2,8 @@
 
 - engine: the backend alone, full batches from a preallocated buffer, back to back;
 - pipeline: the daemon (decode, tiling, batching, inference, post-processing, MQTT
-  publish to a real broker) replaying a recording, timed from start to last ack;
+  publish to a real broker) replaying a recording, timed from start to its last verdict
+  (every event must then be acknowledged, or the run fails);
 - naive: one tile at a time, resize, normalise, run: how the papers' code would run.
 
 Ratios only mean something between figures taken in one run on one machine, and even
