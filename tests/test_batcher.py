@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
+import pytest
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.engines.card import InputSpec
-from inspector.engines.preprocess import TileNormalizer
+from inspector.engines.preprocess import TileNormalizer, normalize_reference
 from inspector.frames import Frame, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
-from inspector.tiling import Tiler
+from inspector.tiling import TileMask, Tiler
 
 TILE = 8
 SPEC = InputSpec(
@@ -131,3 +133,45 @@ def test_slow_camera_does_not_hold_back_a_fast_one() -> None:
         q.close()
     thread.join(timeout=5)
     assert collector.ended.is_set()
+
+
+@pytest.mark.parametrize("tile_size", [TILE, 2 * TILE])  # frame planes; cut + resize
+@pytest.mark.parametrize("masked", [False, True])
+def test_every_slot_holds_its_own_tile(tile_size: int, masked: bool) -> None:
+    """Split frames, a product mask and both normalisation routes: slot by slot, the batch
+    holds exactly the tile its span says, normalised as the reference does."""
+    rng = np.random.default_rng(tile_size)
+    frames = [rng.integers(0, 256, (2 * tile_size, 3 * tile_size, 3), np.uint8) for _ in range(3)]
+    tiler = Tiler(tile_size, tile_size)
+    grid = tiler.grid(*frames[0].shape[:2])
+    mask = None
+    if masked:  # product in the left two columns only
+        product = np.zeros(frames[0].shape[:2], bool)
+        product[:, : 2 * tile_size] = True
+        mask = TileMask(product)
+    ready = threading.Condition()
+    frame_queue = FrameQueue(8, QueuePolicy.BLOCK, ready)
+    collector = Collector()
+    batcher = Batcher(
+        [frame_queue], tiler, TileNormalizer(SPEC), BufferPool(16, (5, 3, TILE, TILE)),
+        5, 10_000, collector, masks={"cam0": mask} if mask is not None else None,
+    )  # fmt: skip
+    for frame_id, image in enumerate(frames):
+        frame_queue.put(Frame("cam0", frame_id, image, utc_now(), time.monotonic_ns()))
+    frame_queue.close()
+    batcher.run()
+
+    checked = 0
+    for batch in collector.batches:
+        for span in batch.spans:
+            job = span.job
+            indices = np.arange(grid.count) if job.active is None else job.active
+            for k in range(span.count):
+                x, y, s, _ = grid.rect(int(indices[span.first + k]))
+                tile = job.frame.image[y : y + s, x : x + s]
+                if s != TILE:
+                    tile = cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_AREA)
+                expected = normalize_reference(tile[None], SPEC)[0]
+                np.testing.assert_allclose(batch.buffer[span.offset + k], expected, atol=1e-5)
+                checked += 1
+    assert checked == len(frames) * (4 if masked else 6)

@@ -168,13 +168,13 @@ def _as_batch(tiles: Tiles) -> Tiles:
     raise ValueError(f"tiles must be (n, h, w, 3) BGR or (n, h, w[, 1]) gray, got {tiles.shape}")
 
 
-def normalize_reference(tiles: Tiles, card: ModelCard) -> npt.NDArray[np.float64]:
+def normalize_reference(tiles: Tiles, card: ModelCard | InputSpec) -> npt.NDArray[np.float64]:
     """The card's formula done the obvious, slow way (float64), for tests.
 
     Tiles must already be at the model's input size; channel handling is as
     :class:`TileNormalizer` documents.
     """
-    spec = card.input
+    spec = card.input if isinstance(card, ModelCard) else card
     pixels = _as_batch(tiles).astype(np.float64)
     if pixels.shape[1:3] != (spec.height, spec.width):
         raise ValueError(

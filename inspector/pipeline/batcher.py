@@ -83,6 +83,7 @@ class BufferPool:
 
 
 BatchSink = Callable[[Batch | None], None]
+TileWriter = Callable[[int, int, FloatArray], object]  # (first, count, out): tiles into out
 
 
 class Batcher:
@@ -170,13 +171,7 @@ class Batcher:
         mask = self.masks.get(frame.camera_id)
         active = mask.active(grid) if mask is not None else None
         origins = grid.origins if active is None else grid.origins[active]
-        # The hot path normalises each tile straight from the frame's channel planes into
-        # the batch buffer; other tile sizes are cut and resized first.
-        planes = self.normalizer.planes(frame.image, grid.size)
-        tiles = None
-        if planes is None:
-            tiles = self.tiler.extract(frame.image, grid)
-            tiles = tiles if active is None else tiles[active]
+        write_tiles = self._tile_writer(frame.image, grid, origins, active)
         job = FrameJob(
             frame=frame,
             grid=grid,
@@ -192,17 +187,33 @@ class Batcher:
         while first < len(origins):
             batch = self._open_batch()
             count = min(len(origins) - first, self.max_batch - batch.size)
-            out = batch.buffer[batch.size : batch.size + count]
-            if planes is not None:
-                self.normalizer.normalize_planes(planes, origins[first : first + count], out)
-            else:
-                assert tiles is not None
-                self.normalizer.normalize(tiles[first : first + count], out)
+            write_tiles(first, count, batch.buffer[batch.size : batch.size + count])
             batch.spans.append(TileSpan(job=job, first=first, offset=batch.size, count=count))
             batch.size += count
             first += count
             if batch.size == self.max_batch:
                 self._flush()
+
+    def _tile_writer(
+        self,
+        image: npt.NDArray[np.uint8],
+        grid: TileGrid,
+        origins: npt.NDArray[np.int64],
+        active: npt.NDArray[np.int64] | None,
+    ) -> TileWriter:
+        """How this frame's inferred tiles ``first .. first + count`` reach a batch slot."""
+        planes = self.normalizer.planes(image, grid.size)
+        if planes is not None:  # the hot path: straight from the frame's channel planes
+            return lambda first, count, out: self.normalizer.normalize_planes(
+                planes, origins[first : first + count], out
+            )
+        # Tiles of another size than the model's are cut once, then resized and normalised.
+        tiles = self.tiler.extract(image, grid)
+        if active is not None:
+            tiles = tiles[active]
+        return lambda first, count, out: self.normalizer.normalize(
+            tiles[first : first + count], out
+        )
 
     def _empty_frame(self, job: FrameJob) -> None:
         # A zero-tile span in the open batch carries the frame to post-processing in order.
