@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--backbone", default="efficientnet_lite0",
                         choices=("efficientnet_lite0", "resnet50", "nasnet"))  # fmt: skip
     parser.add_argument("--weights", type=Path, help="ImageNet weights file (resnet50, nasnet)")
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--warmup-epochs", type=int, default=1, help="head-only epochs first")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4, help="learning rate after warm-up")

@@ -34,7 +34,7 @@ Images = npt.NDArray[np.uint8]
 class TrainOptions:
     backbone: str = "efficientnet_lite0"
     weights: Path | None = None
-    epochs: int = 14
+    epochs: int = 24
     warmup_epochs: int = 1
     batch_size: int = 32
     head_lr: float = 1e-3
