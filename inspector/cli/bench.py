@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspector.cli.arguments import positive_int
 from inspector.cli.run import DEFAULT_CONFIG
-from inspector.errors import EX_USAGE
 
 if TYPE_CHECKING:
     from inspector.bench.measure import Throughput
@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=positive_int,
         default=3,
         help="measure everything this many times, interleaved; report medians (default 3)",
     )
@@ -86,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from inspector.config import load_settings
     from inspector.logs import configure_logging
 
-    if args.rounds < 1:
-        print(f"inspector bench: --rounds must be >= 1, got {args.rounds}", file=sys.stderr)
-        return EX_USAGE
     settings = load_settings(args.config)
     configure_logging("warning", settings.logging.format)
     tiles = sample_tiles(settings)
