@@ -9,6 +9,7 @@ the reason (exit code 78), so a daemon never starts half-configured.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +30,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from inspector.errors import ConfigError
 
 ENV_PREFIX = "INSPECTOR__"
+# A DNS name or an IPv4 address, or an IPv6 address (hex digits and colons); no port.
+_HOST = re.compile(
+    r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?"  # a name or IPv4
+    r"|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"  # IPv6
+)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
@@ -204,6 +210,15 @@ class MqttSettings(_Section):
     )
     stats_interval_s: float = Field(default=5.0, gt=0)
 
+    @field_validator("host")
+    @classmethod
+    def _a_host_name(cls, value: str) -> str:
+        # An empty or malformed host never heals by retrying: a configuration error, not an
+        # unreachable broker.
+        if not _HOST.fullmatch(value):
+            raise ValueError(f"must be a host name or an IP address, got {value!r}")
+        return value
+
 
 class OutboxSettings(_Section):
     """The durable outbox between post-processing and MQTT (SQLite, WAL)."""
@@ -334,12 +349,6 @@ def resolve_source(source: str, base: Path) -> str:
     if source.isdigit() or "://" in source or source.startswith("/"):
         return source
     return str(base / source)
-
-
-def default_outbox(line_id: str) -> Path:
-    """systemd's StateDirectory= when run as a service, else state/ beside the config."""
-    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state) / "outbox.sqlite" if state else Path("state") / f"{line_id}-outbox.sqlite"
 
 
 def load_settings(path: Path, **overrides: Any) -> Settings:

@@ -19,11 +19,11 @@ import structlog
 from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
-from inspector.errors import BrokerError, InspectorError, SourceError
+from inspector.errors import BrokerError, InspectorError, SourceError, StorageError
 from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing import MqttPublisher
-from inspector.publishing.mqtt import AckListener
+from inspector.publishing.acks import AckListener
 from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
 from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
@@ -46,6 +46,7 @@ def run_pipeline(
     engine = create_engine(settings.model, settings.batching.max_batch)
     cameras: list[Camera] = []
     outbox: Outbox | None = None
+    publisher: MqttPublisher | None = None
     try:
         started = time.perf_counter()
         engine.warmup()  # before READY: the first part at the line must not pay for it
@@ -75,19 +76,24 @@ def run_pipeline(
             settings.line.id,
             on_ack=chain_acks(outbox.remove_acked if outbox is not None else None, on_ack),
         )
-        publisher.connect()
+        sink: EventSink = publisher
+        durable: DurableSink | None = None
+        if outbox is None:
+            publisher.connect()  # nowhere to keep events: the broker must be there
+        else:
+            # With the outbox, a broker that is down at start is an outage like any other:
+            # inspect, keep the events on disk, deliver them (oldest first) once it answers.
+            sink = durable = DurableSink(publisher, outbox)
+            publisher.connect_in_background(durable.go_live)
     except BaseException:
         for camera in cameras:
             camera.source.close()
         engine.close()
+        if publisher is not None:
+            publisher.close()
         if outbox is not None:
             outbox.close()
         raise
-    sink: EventSink = publisher
-    if outbox is not None:
-        durable = DurableSink(publisher, outbox)
-        durable.resend_backlog()  # oldest first, before anything this run finds
-        sink = durable
     pipeline = Pipeline(settings, cameras, engine, sink, run_id=run_id)
     notifier = SystemdNotifier()
     keepalive_s = watchdog_interval_s()
@@ -115,13 +121,13 @@ def run_pipeline(
                 summary = pipeline.run()
             except InspectorError as exc:
                 failure = exc  # what was inspected before the failure is still delivered
-        pending = publisher.wait_for_acks(settings.mqtt.ack_timeout_s)
+        _wait_for_delivery(settings, publisher, durable)
         if failure is not None:
             raise failure
-        if pending:
-            raise BrokerError(
-                f"{pending} events not acknowledged by {settings.mqtt.host}:{settings.mqtt.port} "
-                f"within {settings.mqtt.ack_timeout_s:g} s"
+        if outbox is not None and outbox.write_errors:
+            raise StorageError(
+                f"{outbox.path}: {outbox.write_errors} events could not be written to the "
+                "outbox (disk full or failing); those not acknowledged by the broker are lost"
             )
         return summary
     finally:
@@ -134,7 +140,29 @@ def run_pipeline(
         engine.close()
         if outbox is not None:
             outbox.close()
-        log.info("run_finished", **summary_dict(pipeline.summary()))
+        write_errors = outbox.write_errors if outbox is not None else 0
+        log.info(
+            "run_finished", **summary_dict(pipeline.summary()), outbox_write_errors=write_errors
+        )
+
+
+def _wait_for_delivery(
+    settings: Settings, publisher: MqttPublisher, durable: DurableSink | None
+) -> None:
+    """Wait up to ``mqtt.ack_timeout_s`` for the broker to acknowledge every event, including
+    those still on disk because it has not been reached yet; raise BrokerError if it does not."""
+    deadline = time.monotonic() + settings.mqtt.ack_timeout_s
+    while durable is not None and durable.unsent() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    unsent = durable.unsent() if durable is not None else 0
+    pending = unsent + publisher.wait_for_acks(max(0.0, deadline - time.monotonic()))
+    if pending:
+        where = f"{settings.mqtt.host}:{settings.mqtt.port}"
+        kept = " (kept in the outbox for the next start)" if durable is not None else ""
+        raise BrokerError(
+            f"{pending} events not acknowledged by {where} within "
+            f"{settings.mqtt.ack_timeout_s:g} s{kept}"
+        )
 
 
 def summary_dict(summary: RunSummary) -> dict[str, object]:

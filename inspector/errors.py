@@ -12,6 +12,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_IOERR = 74
 EX_CONFIG = 78
 
 
@@ -49,3 +50,9 @@ class BrokerError(InspectorError):
     """The MQTT broker cannot be reached or did not acknowledge in time."""
 
     exit_code = EX_UNAVAILABLE
+
+
+class StorageError(InspectorError):
+    """Events could not be written to disk (a full or failing outbox disk)."""
+
+    exit_code = EX_IOERR

@@ -100,7 +100,7 @@ def test_a_wrong_password_is_one_clear_line_and_never_logged(
     tmp_path: Path, tls_broker: Broker
 ) -> None:
     result = run_daemon(tmp_path, tls_broker, "wrong-password")
-    assert result.returncode == 69
+    assert result.returncode == 78  # a refused password does not heal: no restart loop
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(
         f"inspector run: error: cannot connect to MQTT broker 127.0.0.1:{tls_broker.port}"

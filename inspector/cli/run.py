@@ -25,8 +25,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "SIGINT/SIGTERM."
         ),
         epilog=(
-            "exit codes: 0 done, 66 a source cannot be opened, 69 broker unreachable or "
-            "events unacknowledged, 78 bad configuration or model.\n"
+            "exit codes: 0 done, 66 a source cannot be opened, 69 events unacknowledged "
+            "(or the broker unreachable at start with the outbox off), 74 events could not be "
+            "written to the outbox, 78 bad configuration, model or credentials.\n"
             "example: inspector run --config config.toml"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,24 +9,27 @@ waits for them with :meth:`MqttPublisher.wait_for_acks`.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inspector.config import MqttSettings
 from inspector.errors import BrokerError, ConfigError
+from inspector.publishing.acks import AckListener, AckTracker
+from inspector.publishing.connection import (
+    Handshake,
+    Protocol,
+    build_client,
+    default_client_id,
+    is_permanent,
+    session_options,
+)
 from inspector.publishing.topics import (
     camera_status_topic,
     defects_topic,
@@ -34,83 +37,15 @@ from inspector.publishing.topics import (
     status_topic,
 )
 
-Protocol = Literal["5", "3.1.1"]
-
 ONLINE = "online"
 OFFLINE = "offline"
 
 _MAX_INFLIGHT = 100  # paho's default of 20 would throttle bursts from a many-tile frame
-_SESSION_EXPIRY_S = 3600  # keep the broker-side session across outages up to an hour
+_RETRY_MAX_S = 30.0  # back-off ceiling while the broker is down at start
 _CLOSE_ACK_TIMEOUT_S = 2.0  # a stop must not hang on a dead broker; the Will covers that case
 _UNSUPPORTED_PROTOCOL = 0x84  # MQTT 5 CONNACK; paho maps a 3.1.1 broker's rc 1 to it as well
 
 log = structlog.get_logger(__name__)
-
-# Called on paho's network thread with (event_id, time.monotonic_ns() of the ack); keep it short.
-AckListener = Callable[[str, int], None]
-
-
-def default_client_id(line_id: str) -> str:
-    # Unique per process, so two daemons (or a crashed one's stale session) on
-    # one broker never take over each other's connection.
-    return f"inspector-{line_id}-{socket.gethostname()}-{os.getpid()}"
-
-
-def build_client(
-    settings: MqttSettings, client_id: str, protocol: Protocol, *, persistent_session: bool
-) -> mqtt.Client:
-    """A paho client with the configured credentials, TLS and reconnect back-off."""
-    v5 = protocol == "5"
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        # paho rejects clean_session for MQTT 5, whose clean_start goes to connect().
-        clean_session=None if v5 else not persistent_session,
-        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-    )
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls is not None:
-        tls = settings.tls
-        try:
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-            )
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"mqtt.tls: cannot load TLS files: {exc}") from None
-        if tls.insecure:
-            client.tls_insecure_set(True)
-    client.connect_timeout = settings.connect_timeout_s
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    return client
-
-
-def session_options(protocol: Protocol) -> dict[str, Any]:
-    """connect() arguments that keep the broker session (and QoS 1 state) over a reconnect."""
-    if protocol != "5":
-        return {}  # 3.1.1 takes clean_session=False in the constructor instead
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = _SESSION_EXPIRY_S
-    return {"clean_start": False, "properties": properties}
-
-
-@dataclass
-class _Handshake:
-    """The outcome of one connection attempt, settled by the first callback that knows it."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
-    reason: str = "no CONNACK"
-    code: int | None = None
-    dropped: bool = False
-
-    def settle(self, ok: bool, reason: str, code: int | None = None, dropped: bool = False) -> None:
-        if not self.done.is_set():
-            self.ok, self.reason, self.code, self.dropped = ok, reason, code, dropped
-            self.done.set()
 
 
 class MqttPublisher:
@@ -131,42 +66,90 @@ class MqttPublisher:
         self._line_id = line_id
         self._client: mqtt.Client | None = None
         self._protocol: Protocol | None = None
-        self._handshake = _Handshake()
+        self._handshake = Handshake()
         self._cond = threading.Condition()
         self._connected = False
         self._ever_connected = False
         self._closing = False
-        self._published = 0
-        self._acknowledged = 0
-        self._rejected = 0
-        self._on_ack = on_ack
-        self._pending: dict[int, str] = {}  # mid -> event_id, events not yet acknowledged
-        # on_publish can run on paho's thread before publish() has returned the
-        # mid to us; such early acks (mid -> when) wait here until _send() claims them.
-        self._early_acks: dict[int, int] = {}
-        # Status and stats messages in flight: their acks must not be taken for early event
-        # acks, or a recycled mid would later mark an unsent event as delivered.
-        self._untracked: set[int] = set()
+        self._acks = AckTracker(on_ack)
         self._log = log.bind(host=settings.host, port=settings.port, line=line_id)
+        self._down_reason: str | None = None  # why the broker is not connected yet, at start
+        self._connector: threading.Thread | None = None
+        self._stop_trying = threading.Event()
+        # Retained camera states reported before the first connection: sent once it is up.
+        self._unsent_status: dict[str, bytes] = {}
 
     def connect(self) -> None:
-        """Connect and wait for the broker's CONNACK, or raise :class:`BrokerError`.
+        """Connect and wait for the broker's CONNACK, or raise :class:`BrokerError` (the broker
+        is down or slow) or :class:`ConfigError` (refused credentials, an unverified
+        certificate: retrying will not help).
 
         Once connected, paho reconnects by itself after a drop; a second call does nothing.
         """
         if self._client is not None:
             return
+        handshake = self._negotiate()
+        if not handshake.ok:
+            raise self._error(handshake)
+
+    def connect_in_background(self, on_connected: Callable[[], object]) -> None:
+        """Connect now if the broker answers, else keep trying on a thread until it does.
+
+        ``on_connected`` runs once, on the calling or the retrying thread, after the first
+        CONNACK. A permanent refusal at the first try still raises :class:`ConfigError`: a
+        line PC that boots before its broker must inspect, one with a wrong password must not
+        pretend to.
+        """
+        handshake = self._negotiate()
+        if handshake.ok:
+            on_connected()
+            return
+        if handshake.permanent:
+            raise self._error(handshake)
+        self._down_reason = handshake.reason
+        self._log.warning(
+            "mqtt broker down at start, retrying; events wait on disk", reason=handshake.reason
+        )
+        self._connector = threading.Thread(
+            target=self._keep_trying, args=(on_connected,), name="mqtt-connect", daemon=True
+        )
+        self._connector.start()
+
+    def _keep_trying(self, on_connected: Callable[[], object]) -> None:
+        delay_s = 1.0
+        while not self._stop_trying.wait(delay_s):
+            handshake = self._negotiate()
+            if handshake.ok:
+                with self._cond:
+                    unsent, self._unsent_status = self._unsent_status, {}
+                    self._down_reason = None
+                for topic, payload in unsent.items():
+                    self._send(self._require_client(), topic, payload, qos=1, retain=True)
+                on_connected()
+                return
+            self._down_reason = handshake.reason
+            if handshake.permanent:
+                self._log.error("mqtt broker refuses this client", reason=handshake.reason)
+            delay_s = min(2 * delay_s, _RETRY_MAX_S)
+
+    def _negotiate(self) -> Handshake:
+        """One connection attempt, with MQTT 3.1.1 after a refused 5 when the protocol is auto."""
         wanted = self._settings.protocol
         first: Protocol = "3.1.1" if wanted == "3.1.1" else "5"
         handshake = self._attempt(first)
         if not handshake.ok and wanted == "auto" and self._refused_v5(handshake):
             self._log.info("mqtt broker refused MQTT 5, trying 3.1.1", reason=handshake.reason)
             handshake = self._attempt("3.1.1")
-        if not handshake.ok:
-            raise BrokerError(self._failure(handshake.reason))
+        return handshake
+
+    def _error(self, handshake: Handshake) -> BrokerError | ConfigError:
+        message = self._failure(handshake.reason)
+        if handshake.permanent:
+            return ConfigError(f"{message} (check mqtt.username, mqtt.password and mqtt.tls)")
+        return BrokerError(message)
 
     @staticmethod
-    def _refused_v5(handshake: _Handshake) -> bool:
+    def _refused_v5(handshake: Handshake) -> bool:
         # A 3.1.1-only broker either answers rc 1 ("unacceptable protocol
         # version") or just closes the socket before any CONNACK.
         return handshake.dropped or handshake.code == _UNSUPPORTED_PROTOCOL
@@ -175,7 +158,7 @@ class MqttPublisher:
         where = f"{self._settings.host}:{self._settings.port}"
         return f"cannot connect to MQTT broker {where}: {reason}"
 
-    def _attempt(self, protocol: Protocol) -> _Handshake:
+    def _attempt(self, protocol: Protocol) -> Handshake:
         client = build_client(self._settings, self._client_id, protocol, persistent_session=True)
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(_MAX_INFLIGHT)
@@ -187,7 +170,7 @@ class MqttPublisher:
         # An exception escaping a callback would kill paho's network thread and
         # with it every reconnect; paho logs it instead with this set.
         client.suppress_exceptions = True
-        handshake = _Handshake()
+        handshake = Handshake()
         with self._cond:
             self._client, self._protocol, self._handshake = client, protocol, handshake
         timeout = self._settings.connect_timeout_s
@@ -199,7 +182,7 @@ class MqttPublisher:
                 **session_options(protocol),
             )
         except (OSError, ValueError) as exc:  # refused, unresolvable, TLS handshake, timeout
-            handshake.settle(False, str(exc) or type(exc).__name__)
+            handshake.settle(False, str(exc) or type(exc).__name__, permanent=is_permanent(exc))
             with self._cond:
                 self._client, self._protocol = None, None
             return handshake
@@ -278,41 +261,15 @@ class MqttPublisher:
         info = client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BrokerError(f"cannot queue MQTT message on {topic}: {mqtt.error_string(info.rc)}")
-        with self._cond:
-            acked_ns = self._early_acks.pop(info.mid, None)
-            if event_id is None:
-                if acked_ns is None:
-                    self._untracked.add(info.mid)
-                return info
-            self._published += 1
-            if acked_ns is None:
-                self._pending[info.mid] = event_id
-                return info
-            self._acknowledged += 1
-            self._cond.notify_all()
-        if self._on_ack is not None:
-            self._on_ack(event_id, acked_ns)
+        self._acks.sent(info.mid, event_id)
         return info
 
     def _on_publish(
         self, client: mqtt.Client, _: Any, mid: int, reason_code: ReasonCode, props: Any
     ) -> None:
-        acked_ns = time.monotonic_ns()
         if reason_code.is_failure:  # MQTT 5 only: acked, but the broker dropped it
             self._log.warning("mqtt broker rejected a message", mid=mid, reason=str(reason_code))
-        with self._cond:
-            event_id = self._pending.pop(mid, None)
-            if event_id is None:
-                if mid in self._untracked:
-                    self._untracked.discard(mid)
-                else:
-                    self._early_acks[mid] = acked_ns
-                return
-            self._acknowledged += 1
-            self._rejected += int(reason_code.is_failure)
-            self._cond.notify_all()
-        if self._on_ack is not None:
-            self._on_ack(event_id, acked_ns)
+        self._acks.acked(mid, rejected=reason_code.is_failure)
 
     def _require_client(self) -> mqtt.Client:
         if self._client is None:
@@ -340,31 +297,33 @@ class MqttPublisher:
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
         """Publish periodic figures at QoS 0: a lost sample is replaced by the next."""
         payload = json.dumps(stats, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        client = self._require_client()
         if self.connected:  # QoS 0 while down would only be dropped by paho anyway
-            self._send(client, self._stats_topic, payload.encode(), qos=0, retain=False)
+            self._send(self._require_client(), self._stats_topic, payload.encode(), qos=0,
+                       retain=False)  # fmt: skip
 
     def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
         """Retained QoS 1, so a dashboard that connects later still sees each camera's state."""
         payload = json.dumps(status, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         topic = camera_status_topic(self._line_id, camera)
+        with self._cond:
+            if self._client is None or self._down_reason is not None:
+                self._unsent_status[topic] = payload.encode()  # the latest state per camera
+                return
         self._send(self._require_client(), topic, payload.encode(), qos=1, retain=True)
 
     def wait_for_acks(self, timeout: float) -> int:
         """Block until every event is acknowledged or ``timeout`` passes; returns those pending."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return len(self._pending)
+        return self._acks.wait(timeout)
 
     @property
     def protocol(self) -> Protocol | None:
         """``"5"`` or ``"3.1.1"``: what the broker accepted; None before :meth:`connect`."""
         return self._protocol
+
+    @property
+    def down_reason(self) -> str | None:
+        """Why the broker has not been reached yet (a start without it); None once it has."""
+        return self._down_reason
 
     @property
     def connected(self) -> bool:
@@ -373,24 +332,20 @@ class MqttPublisher:
 
     @property
     def published(self) -> int:
-        with self._cond:
-            return self._published
+        return self._acks.published
 
     @property
     def acknowledged(self) -> int:
-        with self._cond:
-            return self._acknowledged
+        return self._acks.acknowledged
 
     @property
     def rejected(self) -> int:
         """Events an MQTT 5 broker acknowledged with an error reason code (counted as acked too)."""
-        with self._cond:
-            return self._rejected
+        return self._acks.rejected
 
     @property
     def pending(self) -> int:
-        with self._cond:
-            return len(self._pending)
+        return self._acks.pending
 
     def close(self) -> None:
         """Leave a retained ``offline``, disconnect cleanly (no Will) and stop paho's thread.
@@ -401,6 +356,9 @@ class MqttPublisher:
             if self._closing:
                 return
             self._closing = True
+        self._stop_trying.set()
+        if self._connector is not None:
+            self._connector.join(self._settings.connect_timeout_s + 1)
         client = self._client
         if client is None:
             return

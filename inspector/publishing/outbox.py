@@ -11,7 +11,10 @@ the oldest (or newest) event, as configured.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Mapping
@@ -21,7 +24,8 @@ from typing import Any, Literal
 import structlog
 
 from inspector.errors import ConfigError
-from inspector.publishing.mqtt import AckListener, MqttPublisher
+from inspector.publishing.acks import AckListener
+from inspector.publishing.mqtt import MqttPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +40,35 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _lock_file(path: Path) -> int:
+    """Hold an OS lock on ``<outbox>.lock`` for the life of the process, or say who holds it.
+
+    Two daemons on one outbox would each republish the other's unacknowledged events.
+    flock, not SQLite's own locking: it is released by the kernel when a process dies,
+    so a SIGKILLed daemon never blocks its successor.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the outbox: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise ConfigError(f"{path}: cannot lock the outbox: {exc.strerror}") from None
+        raise ConfigError(
+            f"{path}: outbox in use by another daemon (PID {holder}); "
+            "each daemon needs its own outbox.path"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Outbox:
     """Thread-safe: written by the pipeline, emptied by paho's network thread."""
 
@@ -45,9 +78,12 @@ class Outbox:
         self.when_full = when_full
         self.dropped = 0  # events given up because the outbox was full
         self.write_errors = 0  # events that could not be stored (disk full, I/O error)
+        # Acknowledged events whose row could not be deleted (disk full): deleted again on
+        # the next chance, so a restart does not resend what the broker already has.
+        self._unremoved: set[str] = set()
         self._lock = threading.Lock()
+        self._lock_fd = _lock_file(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10
             )
@@ -56,6 +92,7 @@ class Outbox:
             self._db.execute(_SCHEMA)
             (self._count,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
         except (OSError, sqlite3.DatabaseError) as exc:
+            os.close(self._lock_fd)
             raise ConfigError(f"{path}: cannot open the outbox: {exc}") from None
 
     def __len__(self) -> int:
@@ -66,6 +103,7 @@ class Outbox:
         """Store one event; False when it could not be stored (full and dropping the newest,
         or a write error). The caller publishes it either way."""
         with self._lock:
+            self._delete_unremoved()
             try:
                 if self._count >= self.max_events:
                     if self.when_full == "drop_newest":
@@ -101,11 +139,24 @@ class Outbox:
 
     def remove(self, event_id: str) -> None:
         with self._lock:
+            self._unremoved.add(event_id)
+            self._delete_unremoved()
+
+    def _delete_unremoved(self) -> None:
+        for event_id in list(self._unremoved):
             try:
                 cursor = self._db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
-                self._count -= cursor.rowcount
-            except sqlite3.Error as exc:  # kept: at worst it is sent again after a restart
+            except sqlite3.Error as exc:  # kept, and tried again with the next ack or at close
                 log.warning("outbox_remove_failed", event_id=event_id, error=str(exc))
+                return
+            self._count -= cursor.rowcount
+            self._unremoved.discard(event_id)
+
+    @property
+    def undeletable(self) -> int:
+        """Acknowledged events still on disk because their rows could not be deleted."""
+        with self._lock:
+            return len(self._unremoved)
 
     def remove_acked(self, event_id: str, _acked_ns: int) -> None:
         """The publisher's ack listener (called on paho's network thread)."""
@@ -115,36 +166,64 @@ class Outbox:
         """Every stored event, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT event_id, payload FROM events ORDER BY seq").fetchall()
-        return [(str(event_id), bytes(payload)) for event_id, payload in rows]
+            unremoved = set(self._unremoved)
+        return [(str(e), bytes(payload)) for e, payload in rows if str(e) not in unremoved]
 
     def close(self) -> None:
         with self._lock:
+            self._delete_unremoved()
+            if self._unremoved:
+                log.error(
+                    "outbox_rows_not_deleted",
+                    path=str(self.path),
+                    events=len(self._unremoved),
+                    note="acknowledged, will be sent again at the next start",
+                )
             self._db.close()
+            os.close(self._lock_fd)  # releases the flock
 
 
 class DurableSink:
-    """The pipeline's event sink: outbox first, then MQTT; the broker's ack empties the outbox."""
+    """The pipeline's event sink: outbox first, then MQTT; the broker's ack empties the outbox.
+
+    Until the publisher is *live* (connected once, backlog resent) events go to disk only;
+    :meth:`go_live` resends everything stored, oldest first, and from then on each event
+    is stored and published. One lock orders both, so no event is sent twice by this run.
+    """
 
     def __init__(self, publisher: MqttPublisher, outbox: Outbox) -> None:
         self.publisher = publisher
         self.outbox = outbox
+        self._lock = threading.Lock()
+        self._live = False
 
-    def resend_backlog(self) -> int:
-        """Publish what a previous run left unacknowledged, oldest first; returns how many."""
-        backlog = self.outbox.backlog()
-        for event_id, payload in backlog:
-            self.publisher.publish_payload(event_id, payload)
+    def go_live(self) -> int:
+        """Publish what is on disk (a previous run's or this one's), then every new event."""
+        with self._lock:
+            backlog = self.outbox.backlog()
+            for event_id, payload in backlog:
+                self.publisher.publish_payload(event_id, payload)
+            self._live = True
         if backlog:
             log.info("outbox_backlog_resent", events=len(backlog), path=str(self.outbox.path))
         return len(backlog)
 
-    def publish_event(self, event: Mapping[str, Any]) -> int:
+    def publish_event(self, event: Mapping[str, Any]) -> None:
         payload = json.dumps(
             event, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
         event_id = str(event["event_id"])
-        self.outbox.put(event_id, payload)
-        return self.publisher.publish_payload(event_id, payload)
+        with self._lock:
+            stored = self.outbox.put(event_id, payload)
+            if self._live:
+                self.publisher.publish_payload(event_id, payload)
+            elif not stored:
+                log.error("event_lost", event_id=event_id, reason="broker down and outbox failed")
+
+    def unsent(self) -> int:
+        """Events not yet handed to the broker: all of the outbox until the first connection."""
+        with self._lock:
+            return 0 if self._live else len(self.outbox)
 
     def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
         self.publisher.publish_camera_status(camera, status)

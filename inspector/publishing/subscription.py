@@ -17,7 +17,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from inspector.config import MqttSettings
 from inspector.errors import BrokerError
-from inspector.publishing.mqtt import Protocol, build_client
+from inspector.publishing.connection import Protocol, build_client
 
 
 class Subscription:

@@ -29,6 +29,7 @@ from inspector.pipeline.runner import Pipeline
 from inspector.pipeline.stats import Histogram
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import Outbox
+from inspector.service.health import Health, line_health
 
 
 def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -130,6 +131,13 @@ class PipelineCollector(Collector):
             )  # fmt: skip
             dropped_full.add_metric([line], self.outbox.dropped)
             yield dropped_full
+            write_errors = CounterMetricFamily(
+                "inspector_outbox_write_errors",
+                "Events that could not be written to the outbox (disk full, I/O error)",
+                labels=["line"],
+            )
+            write_errors.add_metric([line], self.outbox.write_errors)
+            yield write_errors
 
 
 def _gauge(name: str, doc: str, line: str, value: float) -> GaugeMetricFamily:
@@ -151,19 +159,20 @@ class MetricsServer:
         assert settings.port is not None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PipelineCollector(pipeline, publisher, outbox))
-        stall_s, stats, registry = settings.stall_after_s, pipeline.stats, self.registry
+        registry = self.registry
+
+        def health() -> Health:
+            return line_health(pipeline.stats, settings.stall_after_s, publisher, outbox)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._reply(200, generate_latest(registry), "text/plain; version=0.0.4")
                 elif self.path == "/healthz":
-                    idle_s = (time.monotonic_ns() - stats.last_frame_ns) / 1e9
-                    if idle_s > stall_s:
-                        text = f"stalled: no frame inferred for {idle_s:.0f} s\n"
-                        self._reply(503, text.encode(), "text/plain")
-                    else:
-                        self._reply(200, b"ok\n", "text/plain")
+                    # 503 only where a restart helps; a degraded daemon is still inspecting.
+                    state = health()
+                    code = 503 if state.state == "stalled" else 200
+                    self._reply(code, f"{state.text()}\n".encode(), "text/plain")
                 else:
                     self._reply(404, b"try /metrics or /healthz\n", "text/plain")
 
