@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
+_RESERVE_BYTES = 256 * 1024  # room for a few WAL frames of deletes
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,6 +85,14 @@ class Outbox:
         self._unremoved: set[str] = set()
         self._lock = threading.Lock()
         self._lock_fd = _lock_file(path)
+        # Space kept aside on the outbox's disk: released when the disk is full, so that the
+        # rows of acknowledged events can still be deleted instead of sent again next start.
+        self._reserve = path.with_name(path.name + ".reserve")
+        try:
+            if not self._reserve.exists():
+                self._reserve.write_bytes(bytes(_RESERVE_BYTES))
+        except OSError as exc:
+            log.warning("outbox_reserve_failed", path=str(self._reserve), error=str(exc))
         try:
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10
@@ -143,14 +153,35 @@ class Outbox:
             self._delete_unremoved()
 
     def _delete_unremoved(self) -> None:
-        for event_id in list(self._unremoved):
+        """Delete acknowledged rows in one transaction; on a full disk, give up the reserve
+        file once, so that a delete (which needs WAL space too) can still go through."""
+        if not self._unremoved:
+            return
+        for _ in range(2):
             try:
-                cursor = self._db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+                self._db.execute("BEGIN IMMEDIATE")
+                cursor = self._db.executemany(
+                    "DELETE FROM events WHERE event_id = ?", [(e,) for e in self._unremoved]
+                )
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:  # kept, and tried again with the next ack or at close
-                log.warning("outbox_remove_failed", event_id=event_id, error=str(exc))
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if self._release_reserve():
+                    continue
+                log.warning("outbox_remove_failed", events=len(self._unremoved), error=str(exc))
                 return
             self._count -= cursor.rowcount
-            self._unremoved.discard(event_id)
+            self._unremoved.clear()
+            return
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve.unlink()
+        except FileNotFoundError:
+            return False
+        log.error("outbox_disk_full", path=str(self.path), note="reserve released for deletes")
+        return True
 
     @property
     def undeletable(self) -> int:
