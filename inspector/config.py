@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -311,6 +312,9 @@ class _MappingSource(PydanticBaseSettingsSource):
 
 
 def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
+    # Imported here: the sink plugins import their own modules, which may import this one.
+    from inspector.sinks.registry import sink_plugins
+
     class _FileSettings(Settings):
         @classmethod
         def settings_customise_sources(
@@ -323,7 +327,13 @@ def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings, env_settings, _MappingSource(settings_cls, file_data))
 
-    return _FileSettings
+    # Each plugin sink gets its own top-level section, [name], off unless enabled.
+    sections: dict[str, Any] = {
+        name: (plugin.settings, plugin.settings())
+        for name, plugin in sink_plugins().items()
+        if name not in Settings.model_fields
+    }
+    return create_model("Settings", __base__=_FileSettings, **sections)
 
 
 def _describe(error: ValidationError, origin: str) -> str:

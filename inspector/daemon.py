@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -20,20 +20,26 @@ from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
 from inspector.errors import BrokerError, InspectorError, SourceError, StorageError
-from inspector.pipeline.runner import Camera, EventSink, Pipeline, RunSummary
+from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing import MqttPublisher
 from inspector.publishing.acks import AckListener
 from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
 from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
+from inspector.sinks import FanOut, Sink
+from inspector.sinks.mqtt import MqttSink
+from inspector.sinks.registry import open_sinks
 from inspector.tiling import TileMask
 
 log = structlog.get_logger(__name__)
 
 
 def run_pipeline(
-    settings: Settings, run_id: str | None = None, on_ack: AckListener | None = None
+    settings: Settings,
+    run_id: str | None = None,
+    on_ack: AckListener | None = None,
+    extra_sinks: Sequence[Sink] = (),
 ) -> RunSummary:
     """Load the model, open the cameras, connect, run to the end, wait for every ack.
 
@@ -76,15 +82,15 @@ def run_pipeline(
             settings.line.id,
             on_ack=chain_acks(outbox.remove_acked if outbox is not None else None, on_ack),
         )
-        sink: EventSink = publisher
         durable: DurableSink | None = None
         if outbox is None:
             publisher.connect()  # nowhere to keep events: the broker must be there
         else:
             # With the outbox, a broker that is down at start is an outage like any other:
             # inspect, keep the events on disk, deliver them (oldest first) once it answers.
-            sink = durable = DurableSink(publisher, outbox)
+            durable = DurableSink(publisher, outbox)
             publisher.connect_in_background(durable.go_live)
+        sinks = FanOut([MqttSink(publisher, durable), *open_sinks(settings), *extra_sinks])
     except BaseException:
         for camera in cameras:
             camera.source.close()
@@ -94,7 +100,7 @@ def run_pipeline(
         if outbox is not None:
             outbox.close()
         raise
-    pipeline = Pipeline(settings, cameras, engine, sink, run_id=run_id)
+    pipeline = Pipeline(settings, cameras, engine, sinks, run_id=run_id)
     notifier = SystemdNotifier()
     keepalive_s = watchdog_interval_s()
     status_window = pipeline.stats.rate_window()
@@ -108,7 +114,7 @@ def run_pipeline(
     metrics: MetricsServer | None = None
     try:
         if settings.metrics.port is not None:
-            metrics = MetricsServer(settings.metrics, pipeline, publisher, outbox)
+            metrics = MetricsServer(settings.metrics, pipeline, publisher, outbox, sinks)
             metrics.start()
         with _stop_on_signals(pipeline, notifier):
             notifier.ready(
@@ -121,6 +127,8 @@ def run_pipeline(
                 summary = pipeline.run()
             except InspectorError as exc:
                 failure = exc  # what was inspected before the failure is still delivered
+        sinks.stats(pipeline.stats_snapshot())  # the final figures
+        sinks.close()  # every result handed to every sink, events to the outbox and paho
         _wait_for_delivery(settings, publisher, durable)
         if failure is not None:
             raise failure
@@ -135,7 +143,7 @@ def run_pipeline(
         if metrics is not None:
             metrics.close()
         notifier.stopping("stopped")
-        sink.publish_stats(pipeline.stats_snapshot())
+        sinks.close(timeout=1.0)  # a no-op after a normal end; after a failure, a short flush
         publisher.close()
         engine.close()
         if outbox is not None:

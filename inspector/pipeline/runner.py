@@ -1,4 +1,4 @@
-"""The whole path, wired: capture threads -> batcher -> engine -> postprocess -> event sink.
+"""The whole path, wired: capture threads -> batcher -> inference -> results -> sinks.
 
 Threads and bounded queues, one direction. Each stage is an object with one
 job; this module only connects them, starts them, and decides when a run is
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import structlog
 
 from inspector.capture.capture_thread import CaptureThread
@@ -24,27 +21,21 @@ from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.capture.source import FrameSource
 from inspector.config import CameraSettings, QueuePolicyName, Settings
 from inspector.engines import Engine
-from inspector.engines.base import AsyncEngine
 from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import InspectorError
 from inspector.frames import Image, iso_utc, utc_now
-from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool, FrameJob
-from inspector.pipeline.events import defect_event, new_run_id
-from inspector.pipeline.postprocess import VerdictRule, merge_regions
+from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
+from inspector.pipeline.events import new_run_id
+from inspector.pipeline.inference import InferenceLoop, Result
+from inspector.pipeline.postprocess import VerdictRule
+from inspector.pipeline.results import CameraGeometry, ResultAssembler
 from inspector.pipeline.stats import PipelineStats, RateWindow
+from inspector.sinks.base import ResultSink
 from inspector.tiling import TileMask, Tiler
 
 log = structlog.get_logger(__name__)
 
 _POLL_S = 0.2
-
-
-class EventSink(Protocol):
-    def publish_event(self, event: Mapping[str, Any]) -> object: ...
-
-    def publish_stats(self, stats: Mapping[str, Any]) -> None: ...
-
-    def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None: ...
 
 
 class PipelineError(InspectorError):
@@ -85,7 +76,7 @@ class Pipeline:
         settings: Settings,
         cameras: Sequence[Camera],
         engine: Engine,
-        sink: EventSink,
+        sink: ResultSink,
         run_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -124,7 +115,7 @@ class Pipeline:
             (batching.max_batch, card.channels, card.input.height, card.input.width),
         )
         self._to_engine: queue.Queue[Batch | None] = queue.Queue(maxsize=batching.in_flight)
-        self._results: queue.Queue[tuple[Batch, np.ndarray] | None] = queue.Queue()
+        self._results: queue.Queue[Result | None] = queue.Queue()
         self.batcher = Batcher(
             self.queues,
             Tiler(settings.tiling.size, settings.tiling.stride, settings.tiling.roi),
@@ -136,7 +127,19 @@ class Pipeline:
             masks={c.settings.id: c.roi_mask for c in self.cameras if c.roi_mask is not None},
         )
         self._batcher_thread = BatcherThread(self.batcher)
-        self._engine_thread = threading.Thread(target=self._infer_loop, name="engine", daemon=True)
+        inference = InferenceLoop(
+            engine, self._to_engine, self._results, self.pool, self.rule, self.stats,
+            fail=self._fail, failed=lambda: bool(self._errors),
+        )  # fmt: skip
+        self._engine_thread = threading.Thread(target=inference.run, name="engine", daemon=True)
+        self.assembler = ResultAssembler(
+            settings.line.id,
+            self.run_id,
+            engine.card,
+            {c.settings.id: CameraGeometry(c.settings, c.mm_per_px) for c in self.cameras},
+            self.stats,
+            deliver=sink.frame_result,
+        )
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._log = log.bind(line=settings.line.id, run_id=self.run_id)
 
@@ -207,84 +210,6 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _infer_loop(self) -> None:
-        if isinstance(self.engine, AsyncEngine):
-            self._infer_in_flight(self.engine)
-            return
-        while True:
-            batch = self._to_engine.get()
-            if batch is None or self._errors:
-                if batch is not None:
-                    self.pool.release(batch.buffer)
-                    continue  # drain, so the batcher never blocks on a full queue
-                self._results.put(None)
-                return
-            if batch.size == 0:
-                self._pass_through(batch)
-                continue
-            started = time.perf_counter()
-            try:
-                outputs = self.engine.infer(batch.inputs)
-            except Exception as exc:
-                self._fail(exc)
-                self.pool.release(batch.buffer)
-                continue
-            self.stats.record_batch(batch.size, (time.perf_counter() - started) * 1e3)
-            # The engine returned new memory, so the input buffer can be refilled now.
-            self.pool.release(batch.buffer)
-            self._results.put((batch, self.rule.probabilities(outputs)))
-
-    def _infer_in_flight(self, engine: AsyncEngine) -> None:
-        """Keep the engine's contexts busy: submit while one is free, collect the oldest
-        when all are busy or when no new batch is waiting."""
-        pending: deque[tuple[Batch, float]] = deque()
-
-        def collect_oldest() -> None:
-            batch, started = pending.popleft()
-            try:
-                outputs = engine.collect()
-            except Exception as exc:
-                self._fail(exc)
-                return
-            self.stats.record_batch(batch.size, (time.perf_counter() - started) * 1e3)
-            self._results.put((batch, self.rule.probabilities(outputs)))
-
-        while True:
-            try:
-                batch = self._to_engine.get(block=not pending)
-            except queue.Empty:
-                collect_oldest()
-                continue
-            if batch is None or self._errors:
-                if batch is not None:
-                    self.pool.release(batch.buffer)
-                    continue
-                while pending:
-                    collect_oldest()
-                self._results.put(None)
-                return
-            if batch.size == 0:
-                while pending:  # keep the frames in order behind the batches in flight
-                    collect_oldest()
-                self._pass_through(batch)
-                continue
-            if engine.full:
-                collect_oldest()
-            started = time.perf_counter()
-            try:
-                engine.submit(batch.inputs)
-            except Exception as exc:
-                self._fail(exc)
-                continue
-            finally:
-                self.pool.release(batch.buffer)  # submit copied it into the engine's memory
-            pending.append((batch, started))
-
-    def _pass_through(self, batch: Batch) -> None:
-        """A batch of frames with no product tile in view: nothing to infer, still reported."""
-        self.pool.release(batch.buffer)
-        self._results.put((batch, np.empty((0, len(self.rule.labels)), np.float32)))
-
     def _collect(self) -> None:
         while True:
             try:
@@ -295,73 +220,13 @@ class Pipeline:
                 continue
             if item is None:
                 return
-            batch, probabilities = item
-            for span in batch.spans:
-                job = span.job
-                if job.scores is None:
-                    job.scores = self._blank_scores(job, probabilities.shape[1])
-                rows = slice(span.first, span.first + span.count)
-                targets = rows if job.active is None else job.active[rows]
-                job.scores[targets] = probabilities[span.offset : span.offset + span.count]
-                job.remaining -= span.count
-                if job.remaining == 0:
-                    self._finish_frame(job)
-
-    def _blank_scores(self, job: FrameJob, classes: int) -> np.ndarray:
-        if job.active is None:
-            return np.empty((job.grid.count, classes), np.float32)
-        # Tiles outside the product mask are not inferred: they count as certainly ok.
-        scores = np.zeros((job.grid.count, classes), np.float32)
-        scores[:, self.rule.ok_index] = 1.0
-        return scores
-
-    def _finish_frame(self, job: FrameJob) -> None:
-        assert job.scores is not None
-        labels, scores = self.rule.verdicts(job.scores)
-        regions = merge_regions(job.grid, labels, scores, self.rule.labels)
-        now_ns = time.monotonic_ns()
-        latency_ms = (now_ns - job.frame.captured_ns) / 1e6
-        if regions:
-            card = self.engine.card
-            camera = self._by_id[job.frame.camera_id]
-            event = defect_event(
-                line=self.settings.line.id,
-                run_id=self.run_id,
-                frame=job.frame,
-                tiles=job.inferred,
-                regions=regions,
-                model_name=card.name,
-                model_sha256=card.sha256,
-                published_at=utc_now(),
-                latency_ms=latency_ms,
-                mm_per_px=camera.mm_per_px,
-                conveyor_mm=self._conveyor_mm(camera.settings, job),
-            )
-            self.sink.publish_event(event)
-            self._log.debug(
-                "defects_found",
-                camera=job.frame.camera_id,
-                frame_id=job.frame.frame_id,
-                classes=sorted({region.label for region in regions}),
-            )
-        self.stats.record_frame(latency_ms, event=bool(regions))
-
-    def _conveyor_mm(self, camera: CameraSettings, job: FrameJob) -> float | None:
-        """Belt travel since the run began, at this frame's capture."""
-        if camera.conveyor_mm_per_frame is not None:
-            return camera.conveyor_mm_per_frame * job.frame.frame_id
-        if camera.conveyor_mm_per_s is not None:
-            return camera.conveyor_mm_per_s * (job.frame.captured_ns - self.stats.started_ns) / 1e9
-        return None
+            self.assembler.add(*item)
 
     def _stats_loop(self) -> None:
         interval = self.settings.mqtt.stats_interval_s
         window = self.stats.rate_window()
         while not self.stop_event.wait(interval):
-            try:
-                self.sink.publish_stats(self.stats_snapshot(window))
-            except Exception as exc:  # stats are best effort; events are not
-                self._log.warning("stats_publish_failed", error=str(exc))
+            self.sink.stats(self.stats_snapshot(window))
 
     def _camera_state(self, capture: CaptureThread, state: str, error: str | None) -> None:
         """Called on a capture thread when its camera goes up, is lost, ends or fails."""
@@ -375,10 +240,7 @@ class Pipeline:
             "captured": capture.captured,
             "at": iso_utc(utc_now()),
         }
-        try:
-            self.sink.publish_camera_status(capture.camera_id, status)
-        except Exception as exc:  # status is informative; inspection goes on without it
-            self._log.warning("camera_status_publish_failed", error=str(exc))
+        self.sink.camera_status(capture.camera_id, status)
 
     # -- errors -------------------------------------------------------------------------
 

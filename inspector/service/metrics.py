@@ -30,6 +30,7 @@ from inspector.pipeline.stats import Histogram
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import Outbox
 from inspector.service.health import Health, line_health
+from inspector.sinks.fanout import FanOut
 
 
 def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -43,8 +44,10 @@ def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> Histogra
 
 
 class PipelineCollector(Collector):
-    def __init__(self, pipeline: Pipeline, publisher: MqttPublisher, outbox: Outbox | None):
-        self.pipeline, self.publisher, self.outbox = pipeline, publisher, outbox
+    def __init__(
+        self, pipeline: Pipeline, publisher: MqttPublisher, outbox: Outbox | None, sinks: FanOut
+    ):
+        self.pipeline, self.publisher, self.outbox, self.sinks = pipeline, publisher, outbox, sinks
         self.line = pipeline.settings.line.id
 
     def collect(self) -> Iterator[Metric]:
@@ -138,6 +141,19 @@ class PipelineCollector(Collector):
             )
             write_errors.add_metric([line], self.outbox.write_errors)
             yield write_errors
+        sink_errors = CounterMetricFamily(
+            "inspector_sink_errors", "Calls on which a sink raised", labels=["line", "sink"]
+        )
+        sink_dropped = CounterMetricFamily(
+            "inspector_sink_dropped",
+            "Results a slow sink lost (its queue was full)",
+            labels=["line", "sink"],
+        )
+        for name, (errors_n, dropped_n) in self.sinks.counters().items():
+            sink_errors.add_metric([line, name], errors_n)
+            sink_dropped.add_metric([line, name], dropped_n)
+        yield sink_errors
+        yield sink_dropped
 
 
 def _gauge(name: str, doc: str, line: str, value: float) -> GaugeMetricFamily:
@@ -155,14 +171,15 @@ class MetricsServer:
         pipeline: Pipeline,
         publisher: MqttPublisher,
         outbox: Outbox | None,
+        sinks: FanOut,
     ) -> None:
         assert settings.port is not None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(PipelineCollector(pipeline, publisher, outbox))
+        self.registry.register(PipelineCollector(pipeline, publisher, outbox, sinks))
         registry = self.registry
 
         def health() -> Health:
-            return line_health(pipeline.stats, settings.stall_after_s, publisher, outbox)
+            return line_health(pipeline.stats, settings.stall_after_s, sinks.health())
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

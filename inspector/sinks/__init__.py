@@ -1,0 +1,9 @@
+"""Sinks: where results leave the daemon, each behind :class:`~inspector.sinks.base.Sink`.
+
+The fan-out gives every sink every result on its own thread; see ``fanout.py``.
+"""
+
+from inspector.sinks.base import FrameResult, Sink, SinkHealth
+from inspector.sinks.fanout import FanOut
+
+__all__ = ["FanOut", "FrameResult", "Sink", "SinkHealth"]

@@ -1,0 +1,70 @@
+"""The one interface every sink implements, and what it receives.
+
+A sink is where results leave the daemon: MQTT today; evidence pictures, an OPC UA
+server, the operator's page next. Each gets every :class:`FrameResult`, camera status
+changes and periodic stats, and says how it is doing through :meth:`Sink.health`.
+Sinks never call each other and never see the pipeline: the fan-out
+(:mod:`inspector.sinks.fanout`) runs each on its own thread, so one that raises or
+stalls costs only itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from inspector.frames import Frame
+from inspector.pipeline.postprocess import Region
+
+HealthState = Literal["ok", "degraded", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """One inspected frame: a reference to its pixels (never copied), its defect regions
+    and, where it has any, the defect event (schema ``inspector.defect/1``) as published."""
+
+    frame: Frame
+    regions: tuple[Region, ...]
+    event: Mapping[str, Any] | None
+    latency_ms: float  # capture to verdict
+    tiles: int  # tiles inferred (those inside the product mask)
+
+    @property
+    def verdict(self) -> Literal["ok", "nok"]:
+        return "nok" if self.regions else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    state: HealthState = "ok"
+    detail: str = ""
+
+
+class ResultSink(Protocol):
+    """What the pipeline hands results to: one sink, or the fan-out to all of them."""
+
+    def frame_result(self, result: FrameResult) -> None: ...
+
+    def camera_status(self, camera: str, status: Mapping[str, Any]) -> None: ...
+
+    def stats(self, stats: Mapping[str, Any]) -> None: ...
+
+
+class Sink(ResultSink, Protocol):
+    """Called from one thread per sink (the fan-out's), in frame order per camera.
+
+    ``lossless`` sinks (MQTT, behind its durable outbox) make the fan-out wait when their
+    queue is full; the others lose the oldest work instead, counted, and never slow
+    inference.
+    """
+
+    name: str
+    lossless: bool
+
+    def health(self) -> SinkHealth: ...
+
+    def close(self) -> None:
+        """Finish what was handed over (flush, wait for acknowledgements) and let go."""
+        ...

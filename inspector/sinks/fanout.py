@@ -1,0 +1,123 @@
+"""Every result to every sink, each on its own thread behind its own bounded queue.
+
+A sink that raises is logged and counted (``errors``) and gets the next result as
+usual; a slow one fills its queue, then loses its oldest queued work (``dropped``),
+unless it is lossless, where the fan-out waits: that is the durable MQTT path, whose
+calls only append to SQLite and paho's queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from inspector.sinks.base import FrameResult, Sink, SinkHealth
+
+log = structlog.get_logger(__name__)
+
+_QUEUE = 256  # results waiting per sink: seconds of a busy line
+_Work = Callable[[Sink], None]
+
+
+class _Worker:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.errors = 0
+        self.dropped = 0
+        self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=_QUEUE)
+        self._thread = threading.Thread(target=self._loop, name=f"sink-{sink.name}", daemon=True)
+        self._thread.start()
+
+    def put(self, work: _Work | None) -> None:
+        """Queue ``work`` (None: the end); a full queue waits (lossless) or loses its oldest."""
+        if self.sink.lossless:
+            self._queue.put(work)
+            return
+        while True:
+            try:
+                self._queue.put_nowait(work)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()  # the oldest goes: the newest is what people see
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _loop(self) -> None:
+        while (work := self._queue.get()) is not None:
+            try:
+                work(self.sink)
+            except Exception as exc:
+                self.errors += 1
+                if self.errors & (self.errors - 1) == 0:  # 1, 2, 4, 8...: not once per frame
+                    log.warning(
+                        "sink_failed",
+                        sink=self.sink.name,
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        errors=self.errors,
+                    )
+
+    def finish(self, deadline: float) -> None:
+        """Wait for the queue to drain (lossless: for as long as it takes), then close."""
+        timeout = None if self.sink.lossless else max(0.0, deadline - time.monotonic())
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("sink_did_not_finish", sink=self.sink.name, queued=self._queue.qsize())
+            return
+        try:
+            self.sink.close()
+        except Exception as exc:
+            self.errors += 1
+            log.warning("sink_close_failed", sink=self.sink.name, error=str(exc))
+
+
+class FanOut:
+    """The pipeline's one sink: hands each call to every configured sink."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        names = [sink.name for sink in sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique: {names}")
+        self._workers = [_Worker(sink) for sink in sinks]
+
+    def _each(self, work: _Work) -> None:
+        for worker in self._workers:
+            worker.put(work)
+
+    def frame_result(self, result: FrameResult) -> None:
+        self._each(lambda sink: sink.frame_result(result))
+
+    def camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
+        self._each(lambda sink: sink.camera_status(camera, status))
+
+    def stats(self, stats: Mapping[str, Any]) -> None:
+        self._each(lambda sink: sink.stats(stats))
+
+    def health(self) -> dict[str, SinkHealth]:
+        report: dict[str, SinkHealth] = {}
+        for worker in self._workers:
+            try:
+                report[worker.sink.name] = worker.sink.health()
+            except Exception as exc:
+                report[worker.sink.name] = SinkHealth("down", f"health check failed: {exc}")
+        return report
+
+    def counters(self) -> dict[str, tuple[int, int]]:
+        """Per sink: (errors, dropped)."""
+        return {w.sink.name: (w.errors, w.dropped) for w in self._workers}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let every sink finish its queue and close it; a best-effort sink gets ``timeout``
+        seconds in all, then is left behind (its thread is a daemon)."""
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.put(None)  # after everything already queued
+        for worker in self._workers:
+            worker.finish(deadline)

@@ -1,0 +1,77 @@
+"""Where sinks are found: every module of this package that defines ``PLUGIN``, every
+installed package's ``inspector.sinks`` entry point, and :func:`register` (tests, embedding).
+
+A sink plugin is one file: its settings (a top-level config section named after it, with
+``enabled``), its class, and ``PLUGIN = SinkPlugin(name, Settings, create)``. Nothing
+else is edited: ``load_settings`` adds the section, the daemon opens the sink when enabled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from inspector.errors import ConfigError
+from inspector.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from inspector.config import Settings
+
+
+class SinkSettings(BaseModel):
+    """The base of every sink's section: a typo in a key fails loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SinkPlugin:
+    name: str  # the config section, [name], and the sink's label in metrics
+    settings: type[SinkSettings]
+    create: Callable[[Any, Settings], Sink]  # (its section, the whole configuration)
+
+
+_registered: dict[str, SinkPlugin] = {}
+
+
+def register(plugin: SinkPlugin) -> None:
+    _registered[plugin.name] = plugin
+
+
+def unregister(name: str) -> None:
+    _registered.pop(name, None)
+
+
+def sink_plugins() -> dict[str, SinkPlugin]:
+    found: dict[str, SinkPlugin] = {}
+    package = importlib.import_module(__package__ or "inspector.sinks")
+    for info in pkgutil.iter_modules(package.__path__):
+        plugin = getattr(importlib.import_module(f"{package.__name__}.{info.name}"), "PLUGIN", None)
+        if isinstance(plugin, SinkPlugin):
+            found[plugin.name] = plugin
+    for point in entry_points(group="inspector.sinks"):
+        try:
+            plugin = point.load()
+        except Exception as exc:
+            raise ConfigError(f"sink plugin {point.value}: cannot load it: {exc}") from None
+        if isinstance(plugin, SinkPlugin):
+            found[plugin.name] = plugin
+    found.update(_registered)
+    return found
+
+
+def open_sinks(settings: Settings) -> list[Sink]:
+    """Every plugin sink whose section says ``enabled = true``, opened."""
+    sinks: list[Sink] = []
+    for name, plugin in sink_plugins().items():
+        section = getattr(settings, name, None)
+        if isinstance(section, plugin.settings) and section.enabled:
+            sinks.append(plugin.create(section, settings))
+    return sinks
