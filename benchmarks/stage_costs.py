@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from inspector.engines import load_model
+from inspector.engines.normalize import TileNormalizer
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
-from inspector.engines.preprocess import TileNormalizer
 from inspector.preprocess.calibration_files import load_camera_model, load_flat_field
 from inspector.preprocess.corrector import FrameCorrector
 from inspector.tiling import Tiler

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inspector.engines.registry import PLUGINS, ModelSettings, default_model_settings
 from inspector.errors import ConfigError
 
 ENV_PREFIX = "INSPECTOR__"
@@ -130,24 +131,6 @@ class CameraSettings(_Section):
         if self.conveyor_mm_per_frame is not None and self.conveyor_mm_per_s is not None:
             raise ValueError("give conveyor_mm_per_frame or conveyor_mm_per_s, not both")
         return self
-
-
-class BackendName(StrEnum):
-    ONNXRUNTIME = "onnxruntime"
-    TENSORRT = "tensorrt"
-
-
-class ModelSettings(_Section):
-    path: Path = Path("engines/elpv-lite0.onnx")
-    backend: BackendName = BackendName.ONNXRUNTIME
-    threads: int = Field(default=0, ge=0, le=256, description="intra-op threads; 0 = all cores")
-
-    @field_validator("path")
-    @classmethod
-    def _onnx_suffix(cls, value: Path) -> Path:
-        if value.suffix != ".onnx":
-            raise ValueError(f"must name an .onnx file, got {str(value)!r}")
-        return value
 
 
 class TilingSettings(_Section):
@@ -277,7 +260,7 @@ class Settings(BaseSettings):
 
     line: LineSettings = LineSettings()
     cameras: list[CameraSettings] = Field(min_length=1)
-    model: ModelSettings = ModelSettings()
+    model: ModelSettings = Field(default_factory=default_model_settings)
     tiling: TilingSettings = TilingSettings()
     batching: BatchingSettings = BatchingSettings()
     cpu: CpuSettings = CpuSettings()
@@ -338,10 +321,13 @@ def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
 
 def _describe(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = first["loc"]
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in PLUGINS:
+        loc = loc[:1] + loc[2:]  # the backend's union tag: model.threads, not model.onnxruntime...
+    where = ".".join(str(part) for part in loc) or "(top level)"
     # Name the environment variable when the bad value came from one, not the file.
-    for depth in range(len(first["loc"]), 0, -1):
-        variable = ENV_PREFIX + "__".join(str(part) for part in first["loc"][:depth]).upper()
+    for depth in range(len(loc), 0, -1):
+        variable = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
         if variable in os.environ:
             origin = variable
             break

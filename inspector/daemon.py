@@ -119,7 +119,7 @@ def run_pipeline(
         with _stop_on_signals(pipeline, notifier):
             notifier.ready(
                 f"inspecting {len(cameras)} camera(s) with {engine.card.name} "
-                f"on {settings.model.backend.value}"
+                f"on {settings.model.backend}"
             )
             watchdog.start()
             failure: InspectorError | None = None

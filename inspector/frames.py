@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -27,7 +27,6 @@ class Frame:
     image: Image  # HxWx3 BGR (OpenCV order) or HxW gray
     captured_at: datetime
     captured_ns: int
-    tags: dict[str, object] = field(default_factory=dict)
 
     @property
     def height(self) -> int:

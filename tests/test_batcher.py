@@ -8,10 +8,11 @@ import time
 import cv2
 import numpy as np
 import pytest
+from models import normalize_reference
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.engines.card import InputSpec
-from inspector.engines.preprocess import TileNormalizer, normalize_reference
+from inspector.engines.normalize import TileNormalizer
 from inspector.frames import Frame, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.tiling import TileMask, Tiler

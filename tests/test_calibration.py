@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
+from models import build_color_model
 
-from inspector.demo.models import build_color_model
 from inspector.engines.card import load_model
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import has_qdq

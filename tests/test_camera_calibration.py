@@ -13,10 +13,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 
 from inspector.calibration.flat_field import build_flat_field
 from inspector.calibration.lens import calibrate_lens, find_corners
-from inspector.demo.models import build_color_model
 from inspector.preprocess.calibration_files import (
     CameraModel,
     load_camera_model,

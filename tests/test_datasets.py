@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 
-from inspector.demo.models import build_color_model
 from inspector.errors import EX_DATAERR, DatasetError
 from inspector.training.datasets import load_dataset, load_elpv, load_folder_dataset, read_image
 from inspector.training.evaluate import evaluate_model

@@ -11,13 +11,14 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from models import build_color_model, normalize_reference
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.config import BackendName, ModelSettings
-from inspector.demo.models import build_color_model
 from inspector.engines import ModelCard, create_engine, load_model
 from inspector.engines.card import card_path, file_sha256, write_card
-from inspector.engines.preprocess import TileNormalizer, normalize_reference
+from inspector.engines.normalize import TileNormalizer
+from inspector.engines.onnxruntime_engine import OnnxRuntimeSettings
+from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ModelError
 
 SIZE = 32
@@ -57,7 +58,7 @@ def test_demo_model_loads_and_card_round_trips(demo: tuple[Path, ModelCard]) -> 
 
 def test_engine_classifies_dark_white_red(demo: tuple[Path, ModelCard]) -> None:
     path, card = demo
-    engine = create_engine(ModelSettings(path=path, threads=1), max_batch=8)
+    engine = create_engine(OnnxRuntimeSettings(path=path, threads=1), max_batch=8)
     try:
         assert engine.card == card and engine.max_batch == 8
         buffer = np.zeros((8, 3, SIZE, SIZE), dtype=np.float32)
@@ -74,7 +75,7 @@ def test_engine_classifies_dark_white_red(demo: tuple[Path, ModelCard]) -> None:
 @pytest.mark.parametrize("n", [1, 7, 32])
 def test_dynamic_batch_sizes(demo: tuple[Path, ModelCard], n: int) -> None:
     path, card = demo
-    engine = create_engine(ModelSettings(path=path), max_batch=32)
+    engine = create_engine(OnnxRuntimeSettings(path=path), max_batch=32)
     rng = np.random.default_rng(n)
     tiles = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
     buffer = np.empty((32, 3, SIZE, SIZE), dtype=np.float32)
@@ -89,7 +90,7 @@ def test_dynamic_batch_sizes(demo: tuple[Path, ModelCard], n: int) -> None:
 
 def test_engine_rejects_batch_above_max(demo: tuple[Path, ModelCard]) -> None:
     path, _ = demo
-    engine = create_engine(ModelSettings(path=path), max_batch=2)
+    engine = create_engine(OnnxRuntimeSettings(path=path), max_batch=2)
     with pytest.raises(ValueError, match=r"1\.\.2"):
         engine.infer(np.zeros((3, 3, SIZE, SIZE), dtype=np.float32))
 
@@ -383,7 +384,7 @@ def test_runtime_load_failure_is_a_model_error(demo: tuple[Path, ModelCard]) -> 
     write_card(card, path)
     load_model(path)
     with pytest.raises(ModelError, match=r"demo\.onnx: ONNX Runtime cannot load the model: "):
-        create_engine(ModelSettings(path=path), max_batch=4)
+        create_engine(OnnxRuntimeSettings(path=path), max_batch=4)
 
 
 @pytest.mark.skipif(
@@ -392,7 +393,7 @@ def test_runtime_load_failure_is_a_model_error(demo: tuple[Path, ModelCard]) -> 
 def test_tensorrt_backend_unavailable(demo: tuple[Path, ModelCard]) -> None:
     path, _ = demo
     with pytest.raises(ModelError) as caught:
-        create_engine(ModelSettings(path=path, backend=BackendName.TENSORRT), max_batch=4)
+        create_engine(TensorRtSettings(path=path), max_batch=4)
     assert str(caught.value) == (
         f"{path}: model.backend = 'tensorrt': TensorRT (pip package tensorrt) is not installed"
     )

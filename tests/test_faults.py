@@ -15,9 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 from mqtt_helpers import Broker, Collector
-
-from inspector.demo.models import build_color_model
 
 pytestmark = pytest.mark.e2e
 

@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 
 from inspector.capture.industrial import LostFrames, to_bgr
 from inspector.config import CameraSettings
-from inspector.demo.models import build_color_model
 from inspector.engines.card import load_model, write_card
 from inspector.errors import ConfigError
 

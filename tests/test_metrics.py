@@ -14,10 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 from mqtt_helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from inspector.demo.models import build_color_model
 from inspector.pipeline.stats import Histogram, PipelineStats
 
 TILE = 32

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import build_color_model
 
-from inspector.demo.models import build_color_model
 from inspector.engines.card import ModelCard
 from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule, merge_regions, softmax
 from inspector.tiling import Tiler

@@ -12,9 +12,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 
 from inspector.acceptance.truth import load_truth
-from inspector.demo.models import build_color_model
 from inspector.engines.card import load_model, write_card
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
+from models import build_color_model
 
-from inspector.demo.models import build_color_model
 from inspector.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 
-from inspector.demo.models import build_color_model
 from inspector.service.systemd import SystemdNotifier, watchdog_interval_s
 
 UNIT = Path(__file__).parent.parent / "systemd" / "inspector@.service"

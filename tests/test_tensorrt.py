@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from models import build_color_model, color_model_proto
 from onnx import helper, numpy_helper
 from pydantic import ValidationError
 from trt_fakes import FakeContext, FakeCudart, FakeTrt
 
 from inspector.cli import build_engine as build_engine_cli
-from inspector.config import BackendName, ModelSettings
-from inspector.demo.models import build_color_model, color_model_proto
 from inspector.engines import create_engine
 from inspector.engines.card import ModelCard, write_card
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -44,9 +43,10 @@ from inspector.engines.plan import (
     write_sidecar,
 )
 from inspector.engines.scheduler import SchedulerFull, StreamScheduler
-from inspector.engines.tensorrt_engine import TensorRtEngine
+from inspector.engines.tensorrt_engine import TensorRtEngine, TensorRtSettings
 from inspector.engines.trt_build import CudaError, build_engine, fp16_route
 from inspector.errors import EX_CONFIG, EX_USAGE, ModelError
+from inspector.sinks import FrameResult
 
 SIZE = 16
 SHA = "ab" * 32
@@ -290,7 +290,7 @@ def test_what_is_missing_is_named(fake_gpu: Any, demo: tuple[Path, ModelCard]) -
         build_engine(path, card, max_batch=4)
     fake_gpu()
     with pytest.raises(ModelError, match=r"no TensorRT plan .* inspector build-engine"):
-        create_engine(ModelSettings(path=path, backend=BackendName.TENSORRT), max_batch=4)
+        create_engine(TensorRtSettings(path=path), max_batch=4)
 
 
 @pytest.mark.parametrize("capture", [True, False])
@@ -302,7 +302,7 @@ def test_engine_matches_onnxruntime(
     plan = build_engine(path, card, max_batch=8, contexts=2)
     assert read_sidecar(plan).gpu == "Fake GPU" and trt.builds[-1] == {"network": 1, "flags": []}
     reference = OnnxRuntimeEngine(path, card, threads=1, max_batch=8)
-    engine = create_engine(ModelSettings(path=path, backend=BackendName.TENSORRT), max_batch=8)
+    engine = create_engine(TensorRtSettings(path=path), max_batch=8)
     assert isinstance(engine, TensorRtEngine) and engine.plan == plan
     for seed, n in enumerate([3, 8, 3, 5, 3, 8, 1]):
         tiles = batch(n, seed)
@@ -465,14 +465,14 @@ class ListSink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def publish_event(self, event: Any) -> int:
-        self.events.append(dict(event))
-        return len(self.events)
+    def frame_result(self, result: FrameResult) -> None:
+        if result.event is not None:
+            self.events.append(dict(result.event))
 
-    def publish_stats(self, stats: Any) -> None:
+    def stats(self, stats: Any) -> None:
         pass
 
-    def publish_camera_status(self, camera: str, status: Any) -> None:
+    def camera_status(self, camera: str, status: Any) -> None:
         pass
 
 
@@ -501,15 +501,19 @@ def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
     fake_gpu()
     build_engine(path, card, max_batch=4, contexts=2)
 
-    def events(backend: BackendName) -> list[tuple[int, list[tuple[str, list[int]]]]]:
+    def events(backend: str) -> list[tuple[int, list[tuple[str, list[int]]]]]:
         settings = Settings(
             cameras=[{"id": "cam0", "source": str(video)}],
-            model={"path": path, "backend": backend, "threads": 1},
+            model={
+                "path": path,
+                "backend": backend,
+                **({"threads": 1} if backend == "onnxruntime" else {}),
+            },
             tiling={"size": SIZE, "stride": SIZE},
             batching={"max_batch": 4, "max_wait_ms": 1},
         )
         engine = create_engine(settings.model, 4)
-        assert isinstance(engine, AsyncEngine) == (backend is BackendName.TENSORRT)
+        assert isinstance(engine, AsyncEngine) == (backend == "tensorrt")
         source = create_source(settings.cameras[0])
         source.open()
         sink = ListSink()
@@ -520,5 +524,5 @@ def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
             (e["frame_id"], [(d["class"], d["bbox_px"]) for d in e["defects"]]) for e in sink.events
         )
 
-    on_gpu = events(BackendName.TENSORRT)
-    assert on_gpu and on_gpu == events(BackendName.ONNXRUNTIME)
+    on_gpu = events("tensorrt")
+    assert on_gpu and on_gpu == events("onnxruntime")

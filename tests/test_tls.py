@@ -14,9 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from models import build_color_model
 from mqtt_helpers import Broker
-
-from inspector.demo.models import build_color_model
 
 pytestmark = [
     pytest.mark.e2e,

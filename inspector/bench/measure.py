@@ -27,7 +27,7 @@ import numpy as np
 from inspector.config import Settings
 from inspector.daemon import run_pipeline
 from inspector.engines import create_engine
-from inspector.engines.preprocess import TileNormalizer
+from inspector.engines.normalize import TileNormalizer
 from inspector.errors import SourceError
 from inspector.frames import Image
 from inspector.pipeline.stats import percentiles

@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     detail["naive"] = naive.as_dict()
     result: dict[str, Any] = {
         "model": str(settings.model.path),
-        "backend": settings.model.backend.value,
+        "backend": settings.model.backend,
         "batch": settings.batching.max_batch,
-        "threads": settings.model.threads,
+        "threads": getattr(settings.model, "threads", None),  # onnxruntime's option
         "rounds": args.rounds,
         "engine_tiles_per_s": round(engine.tiles_per_s, 1),
         "pipeline_tiles_per_s": round(pipeline.tiles_per_s, 1),

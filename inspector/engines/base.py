@@ -1,18 +1,27 @@
-"""The one interface every inference backend implements.
+"""The one interface every inference backend implements, and what a backend plugin declares.
 
 A backend is one small file (``onnxruntime_engine.py``, ``tensorrt_engine.py``)
-holding a class that satisfies :class:`Engine`; ``create_engine`` picks it by
-the validated ``model.backend`` setting. The rest of the pipeline only ever
-sees this protocol, so adding a runtime never touches the batcher or the
-post-processing.
+holding a class that satisfies :class:`Engine`, its settings (an
+:class:`EngineSettings` subclass whose ``backend`` is a ``Literal``) and a
+module-level ``PLUGIN = EnginePlugin(...)``; ``registry.py`` finds it and
+``create_engine`` opens it by the validated ``model.backend`` setting. The rest
+of the pipeline only ever sees this protocol, so adding a runtime never touches
+the batcher or the post-processing.
+
+This module must not import :mod:`inspector.config`: the configuration is built
+from the engines, not the other way round.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from inspector.engines.card import ModelCard
 
@@ -80,3 +89,52 @@ class AsyncEngine(Engine, Protocol):
     def submit(self, batch: Batch) -> Any: ...
 
     def collect(self, ticket: Any = None) -> Scores: ...
+
+
+class EngineSettings(BaseModel):
+    """The ``[model]`` table common to every backend; each backend subclasses it.
+
+    A subclass narrows ``backend`` to ``Literal["<name>"] = "<name>"``: that tag
+    picks it out of the ``ModelSettings`` union, and its own fields are the
+    backend's options (an option of another backend is rejected by name).
+    """
+
+    # A typo in a key must fail loudly, not be silently ignored on a line PC.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str
+    path: Path = Path("engines/elpv-lite0.onnx")
+
+    @field_validator("path")
+    @classmethod
+    def _onnx_suffix(cls, value: Path) -> Path:
+        if value.suffix != ".onnx":
+            raise ValueError(f"must name an .onnx file, got {str(value)!r}")
+        return value
+
+
+SettingsT = TypeVar("SettingsT", bound=EngineSettings)
+
+
+@dataclass(frozen=True)
+class EnginePlugin(Generic[SettingsT]):
+    """What a backend module exports as ``PLUGIN``: its settings and how to open it.
+
+    ``open(settings, card, max_batch)`` gets the validated settings and the
+    model's checked card, and imports its runtime only then, so that the
+    configuration (which imports every backend module) stays lean.
+    """
+
+    settings: type[SettingsT]
+    open: Callable[[SettingsT, ModelCard, int], Engine]
+
+    @property
+    def backend(self) -> str:
+        """The ``model.backend`` value that picks this plugin (its settings' tag)."""
+        tag = self.settings.model_fields["backend"].default
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(
+                f"{self.settings.__qualname__}.backend needs a default: "
+                'backend: Literal["<name>"] = "<name>"'
+            )
+        return tag

@@ -1,14 +1,18 @@
-"""The ONNX Runtime backend: CPU inference, and the reference for every other backend."""
+"""The ONNX Runtime backend: CPU inference, and the reference for every other backend.
+
+``onnxruntime`` is imported when an engine is opened, not when the configuration
+(which imports every backend's settings) is loaded.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import onnxruntime as ort
+from pydantic import Field
 
-from inspector.engines.base import Batch, Scores
+from inspector.engines.base import Batch, Engine, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import ModelCard
 from inspector.errors import ModelError
 
@@ -17,12 +21,21 @@ from inspector.errors import ModelError
 _ORT_LOG_ERROR = 3
 
 
+class OnnxRuntimeSettings(EngineSettings):
+    """``[model]`` with ``backend = "onnxruntime"`` (the default when ``backend`` is absent)."""
+
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    threads: int = Field(default=0, ge=0, le=256, description="intra-op threads; 0 = all cores")
+
+
 class OnnxRuntimeEngine:
     """One ``InferenceSession`` on the ``CPUExecutionProvider``."""
 
     def __init__(self, onnx_path: Path, card: ModelCard, threads: int, max_batch: int) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         # 0 lets ORT use one thread per physical core.
         options.intra_op_num_threads = threads
@@ -72,3 +85,10 @@ class OnnxRuntimeEngine:
     def close(self) -> None:
         # Dropping the last reference frees the session's arenas.
         self._session = None
+
+
+def _open(settings: OnnxRuntimeSettings, card: ModelCard, max_batch: int) -> Engine:
+    return OnnxRuntimeEngine(settings.path, card, settings.threads, max_batch)
+
+
+PLUGIN = EnginePlugin(OnnxRuntimeSettings, _open)

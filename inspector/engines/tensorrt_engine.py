@@ -18,17 +18,15 @@ is found and when it is stale.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 import structlog
+from pydantic import Field
 
-from inspector.engines.base import Batch, Scores
+from inspector.engines.base import Batch, Engine, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import ModelCard
 from inspector.engines.plan import (
     PlanMetadata,
@@ -40,38 +38,28 @@ from inspector.engines.plan import (
 )
 from inspector.engines.scheduler import StreamScheduler, Ticket
 from inspector.engines.trt_build import Cuda, CudaError, import_tensorrt, open_cuda, trt_logger
+from inspector.engines.trt_slots import Slot, check_plan_io, pinned_view
 from inspector.errors import ModelError
 
 log = structlog.get_logger(__name__)
 
 
+class TensorRtSettings(EngineSettings):
+    """``[model]`` with ``backend = "tensorrt"``: the plan's options, fixed at build time too."""
+
+    backend: Literal["tensorrt"] = "tensorrt"
+    contexts: int = Field(
+        default=2, ge=1, le=16, description="execution contexts, i.e. batches in flight"
+    )
+    precision: Precision | None = Field(
+        default=None, description="fp32, fp16 or int8; default: what the model and plan say"
+    )
+    cuda_graphs: bool = Field(
+        default=True, description="replay each batch size as a CUDA graph after its first run"
+    )
+
+
 # --- the engine ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Slot:
-    """One execution context and everything it owns."""
-
-    index: int
-    context: Any
-    stream: Any
-    event: Any
-    host_in: npt.NDArray[np.float32]  # flat views of pinned memory
-    host_out: npt.NDArray[np.float32]
-    host_in_ptr: int
-    host_out_ptr: int
-    dev_in: int
-    dev_out: int
-    shape_n: int = 0  # the batch size the context's input shape is set to
-    n: int = 0  # the batch size in flight
-    graphs: dict[int, Any] = field(default_factory=dict)  # batch size -> cudaGraphExec_t
-    no_graph: set[int] = field(default_factory=set)  # sizes whose capture failed
-
-
-def _pinned_view(ptr: int, count: int) -> npt.NDArray[np.float32]:
-    pointer = ctypes.cast(ctypes.c_void_p(ptr), ctypes.POINTER(ctypes.c_float))
-    view: npt.NDArray[np.float32] = np.ctypeslib.as_array(pointer, shape=(count,))
-    return view
 
 
 class TensorRtEngine:
@@ -95,7 +83,7 @@ class TensorRtEngine:
         # Everything close() frees exists before anything can fail.
         self._closed = False
         self._cuda: Cuda | None = None
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._trt_contexts: list[Any] = []
         self._streams: list[Any] = []
         self._events: list[Any] = []
@@ -158,7 +146,15 @@ class TensorRtEngine:
                 f"{self._plan}: TensorRT cannot deserialise this plan (see the log); rebuild it "
                 f"with: {rebuild_command(onnx_path, self._meta)}"
             )
-        self._check_io(trt)
+        check_plan_io(
+            trt,
+            self._engine,
+            self._card,
+            self._plan,
+            contexts=self._scheduler.contexts,
+            max_batch=self._max_batch,
+            tile=self._tile,
+        )
         shape = self._tile
         for plan in plan_buffers(self._max_batch, shape, self._labels, self._scheduler.contexts):
             stream = cuda("cudaStreamCreateWithFlags", rt.cudaStreamNonBlocking)
@@ -195,13 +191,13 @@ class TensorRtEngine:
                 if not context.set_tensor_address(name, pointer):
                     raise CudaError(f"{self._plan}: cannot bind tensor {name!r}")
             self._slots.append(
-                _Slot(
+                Slot(
                     index=plan.context,
                     context=context,
                     stream=stream,
                     event=event,
-                    host_in=_pinned_view(host_in, plan.input_nbytes // 4),
-                    host_out=_pinned_view(host_out, plan.output_nbytes // 4),
+                    host_in=pinned_view(host_in, plan.input_nbytes // 4),
+                    host_out=pinned_view(host_out, plan.output_nbytes // 4),
                     host_in_ptr=host_in,
                     host_out_ptr=host_out,
                     dev_in=dev_in,
@@ -210,38 +206,6 @@ class TensorRtEngine:
             )
         for stream in self._streams:
             cuda("cudaStreamSynchronize", stream)
-
-    def _check_io(self, trt: Any) -> None:
-        """The plan must bind just the card's float32 input and output (a sidecar can lie)."""
-        engine, card = self._engine, self._card
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in inputs]
-        problems = []
-        if inputs != [card.input.name] or outputs != [card.output.name]:
-            problems.append(
-                f"it has inputs {inputs} and outputs {outputs}, the card names "
-                f"{card.input.name!r} and {card.output.name!r}"
-            )
-        else:
-            for name in names:
-                if engine.get_tensor_dtype(name) != trt.float32:
-                    problems.append(
-                        f"tensor {name!r} is {engine.get_tensor_dtype(name)}, not float32"
-                    )
-            if engine.num_optimization_profiles < self._scheduler.contexts:
-                problems.append(
-                    f"it has {engine.num_optimization_profiles} optimisation profile(s)"
-                )
-            for profile in range(min(engine.num_optimization_profiles, self._scheduler.contexts)):
-                # trt.Dims iterates but does not slice.
-                low, _, high = (
-                    tuple(d) for d in engine.get_tensor_profile_shape(card.input.name, profile)
-                )
-                if low[0] > 1 or high[0] < self._max_batch or high[1:] != self._tile:
-                    problems.append(f"profile {profile} is {low}..{high}")
-        if problems:
-            raise ModelError(f"{self._plan}: does not match the model card: {'; '.join(problems)}")
 
     # --- the Engine protocol --------------------------------------------------------------------
 
@@ -374,7 +338,7 @@ class TensorRtEngine:
             raise ValueError(f"batch of {n} tiles; this engine takes 1..{self._max_batch}")
         return int(n)
 
-    def _enqueue(self, slot: _Slot, n: int) -> None:
+    def _enqueue(self, slot: Slot, n: int) -> None:
         cuda = self._require_cuda()
         kinds = cuda.rt.cudaMemcpyKind
         if slot.shape_n != n:
@@ -390,7 +354,7 @@ class TensorRtEngine:
             )
         cuda("cudaMemcpyAsync", slot.host_out_ptr, slot.dev_out, out_bytes, d2h, slot.stream)
 
-    def _capture(self, slot: _Slot, n: int) -> None:
+    def _capture(self, slot: Slot, n: int) -> None:
         """Record copy in, network and copy out for size ``n`` as a CUDA graph, if CUDA lets us.
 
         Runs right after a plain enqueue of the same size, which TensorRT needs
@@ -415,3 +379,17 @@ class TensorRtEngine:
         finally:
             if graph is not None:
                 rt.cudaGraphDestroy(graph)  # the instantiated graph does not need it
+
+
+def _open(settings: TensorRtSettings, card: ModelCard, max_batch: int) -> Engine:
+    return TensorRtEngine(
+        settings.path,
+        card,
+        max_batch=max_batch,
+        contexts=settings.contexts,
+        precision=settings.precision,
+        cuda_graphs=settings.cuda_graphs,
+    )
+
+
+PLUGIN = EnginePlugin(TensorRtSettings, _open)

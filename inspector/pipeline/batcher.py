@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.capture.frame_queue import FrameQueue
-from inspector.engines.preprocess import TileNormalizer
+from inspector.engines.normalize import TileNormalizer
 from inspector.frames import Frame
 from inspector.tiling import TileGrid, TileMask, Tiler
 
@@ -119,9 +119,6 @@ class Batcher:
         self.masks = masks or {}
         self._next_queue = 0
         self._batch: Batch | None = None
-        self.frames = 0
-        self.batches = 0
-        self.tiles = 0
 
     def run(self) -> None:
         while True:
@@ -179,7 +176,6 @@ class Batcher:
             dequeued_ns=time.monotonic_ns(),
             active=active,
         )
-        self.frames += 1
         if len(origins) == 0:  # nothing of the product in view: the frame is done, and clean
             self._empty_frame(job)
             return
@@ -231,8 +227,6 @@ class Batcher:
             if batch is not None:
                 self.pool.release(batch.buffer)
             return
-        self.batches += 1
-        self.tiles += batch.size
         self.emit(batch)
 
 

@@ -21,7 +21,7 @@ from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.capture.source import FrameSource
 from inspector.config import CameraSettings, QueuePolicyName, Settings
 from inspector.engines import Engine
-from inspector.engines.preprocess import TileNormalizer
+from inspector.engines.normalize import TileNormalizer
 from inspector.errors import InspectorError
 from inspector.frames import Image, iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.engines.card import ModelCard, load_model
+from inspector.engines.normalize import TileNormalizer
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
-from inspector.engines.preprocess import TileNormalizer
 from inspector.errors import DatasetError
 from inspector.frames import Image
 from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from inspector.engines.card import InputSpec
-from inspector.engines.preprocess import TileNormalizer
+from inspector.engines.normalize import TileNormalizer
 from inspector.training.backbones import Backbone
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 

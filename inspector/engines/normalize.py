@@ -166,30 +166,3 @@ def _as_batch(tiles: Tiles) -> Tiles:
     if tiles.ndim == 3 or (tiles.ndim == 4 and tiles.shape[3] == 3):
         return tiles
     raise ValueError(f"tiles must be (n, h, w, 3) BGR or (n, h, w[, 1]) gray, got {tiles.shape}")
-
-
-def normalize_reference(tiles: Tiles, card: ModelCard | InputSpec) -> npt.NDArray[np.float64]:
-    """The card's formula done the obvious, slow way (float64), for tests.
-
-    Tiles must already be at the model's input size; channel handling is as
-    :class:`TileNormalizer` documents.
-    """
-    spec = card.input if isinstance(card, ModelCard) else card
-    pixels = _as_batch(tiles).astype(np.float64)
-    if pixels.shape[1:3] != (spec.height, spec.width):
-        raise ValueError(
-            f"tiles are {pixels.shape[1:3]}, the model takes {spec.height, spec.width}"
-        )
-    if pixels.ndim == 4:
-        rgb = pixels[..., ::-1]
-        if spec.color == "gray":
-            weights = np.asarray(BT601_RGB)
-            pixels = (rgb * weights).sum(axis=-1)[..., None]
-        else:
-            pixels = rgb
-    else:
-        pixels = np.repeat(pixels[..., None], spec.channels, axis=-1)
-    mean = np.asarray(spec.mean)
-    std = np.asarray(spec.std)
-    result: npt.NDArray[np.float64] = ((pixels / spec.scale - mean) / std).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(result)

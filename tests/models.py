@@ -1,9 +1,12 @@
-"""A tiny, real ONNX classifier whose verdicts follow simple colour rules.
+"""Test-only models and references.
 
-It lets the whole pipeline (card checks, ONNX Runtime, batching, events) run
-before any network has been trained, and gives tests a model whose right
-answers are known: dark tiles are ``ok``, bright/white tiles are ``crack``,
-red tiles are ``stain``.
+A tiny, real ONNX classifier whose verdicts follow simple colour rules lets the
+whole pipeline (card checks, ONNX Runtime, batching, events) run before any
+network has been trained, and gives tests a model whose right answers are known:
+dark tiles are ``ok``, bright/white tiles are ``crack``, red tiles are ``stain``.
+
+:func:`normalize_reference` is the model card's input formula done the obvious,
+slow way, to check :class:`~inspector.engines.normalize.TileNormalizer` against.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.engines.card import ModelCard, write_card
+from inspector.engines.card import InputSpec, ModelCard, write_card
+from inspector.engines.normalize import BT601_RGB, Tiles, _as_batch
 
 OPSET = 17
 # IR 8 is the oldest that carries opset 17; keeping it low lets older
@@ -94,7 +99,7 @@ def color_model_proto(size: int = 224, busy_layers: int = 0) -> onnx.ModelProto:
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         ir_version=IR_VERSION,
-        producer_name="inspector.demo",
+        producer_name="tests.models",
         doc_string=_DESCRIPTION,
     )
     onnx.checker.check_model(model, full_check=True)
@@ -132,3 +137,30 @@ def build_color_model(
         }
     )
     return write_card(card, onnx_path)
+
+
+def normalize_reference(tiles: Tiles, card: ModelCard | InputSpec) -> npt.NDArray[np.float64]:
+    """The card's formula done the obvious, slow way (float64), for tests.
+
+    Tiles must already be at the model's input size; channel handling is as
+    :class:`TileNormalizer` documents.
+    """
+    spec = card.input if isinstance(card, ModelCard) else card
+    pixels = _as_batch(tiles).astype(np.float64)
+    if pixels.shape[1:3] != (spec.height, spec.width):
+        raise ValueError(
+            f"tiles are {pixels.shape[1:3]}, the model takes {spec.height, spec.width}"
+        )
+    if pixels.ndim == 4:
+        rgb = pixels[..., ::-1]
+        if spec.color == "gray":
+            weights = np.asarray(BT601_RGB)
+            pixels = (rgb * weights).sum(axis=-1)[..., None]
+        else:
+            pixels = rgb
+    else:
+        pixels = np.repeat(pixels[..., None], spec.channels, axis=-1)
+    mean = np.asarray(spec.mean)
+    std = np.asarray(spec.std)
+    result: npt.NDArray[np.float64] = ((pixels / spec.scale - mean) / std).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(result)

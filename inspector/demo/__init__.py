@@ -1,1 +1,0 @@
-"""Synthetic models and data for tests and the out-of-the-box demo."""
