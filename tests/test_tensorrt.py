@@ -315,6 +315,43 @@ def test_engine_matches_onnxruntime(
         engine.infer(batch(1))
 
 
+def test_model_settings_reach_the_tensorrt_engine(
+    fake_gpu: Any, demo: tuple[Path, ModelCard]
+) -> None:
+    """contexts, cuda_graphs and precision from [model] shape the engine create_engine opens."""
+    from inspector.config import Settings
+
+    path, card = demo
+    _, cudart = fake_gpu()
+    build_engine(path, card, max_batch=4, contexts=3)
+
+    def opened(**options: Any) -> TensorRtEngine:
+        settings = Settings(
+            cameras=[{"id": "cam0", "source": "0"}],
+            model={"path": path, "backend": "tensorrt", **options},
+        )
+        engine = create_engine(settings.model, max_batch=4)
+        assert isinstance(engine, TensorRtEngine)
+        return engine
+
+    engine = opened(contexts=3, cuda_graphs=False)
+    assert engine.metadata.contexts == 3 and engine.metadata.precision == "fp32"
+    tickets = [engine.submit(batch(2, seed)) for seed in range(3)]
+    assert engine.full  # three batches in flight, one per context
+    for ticket in tickets:
+        engine.collect(ticket)
+    engine.warmup()
+    assert cudart.launches == 0  # no graph is captured, so none is replayed
+    engine.close()
+    engine = opened(contexts=3)
+    engine.warmup()
+    engine.warmup()
+    assert cudart.launches > 0
+    engine.close()
+    with pytest.raises(ModelError, match=r"no TensorRT plan .* --fp16 .* --contexts 3"):
+        opened(contexts=3, precision="fp16")
+
+
 def test_batches_in_flight_come_back_in_order(
     fake_gpu: Any, demo: tuple[Path, ModelCard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
