@@ -9,17 +9,13 @@ the reason (exit code 78), so a daemon never starts half-configured.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -30,23 +26,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from inspector.engines.registry import PLUGINS, ModelSettings, default_model_settings
 from inspector.errors import ConfigError
+from inspector.publishing.settings import MqttSettings, OutboxSettings
+from inspector.sections import Section
 
 ENV_PREFIX = "INSPECTOR__"
-# A DNS name or an IPv4 address, or an IPv6 address (hex digits and colons); no port.
-_HOST = re.compile(
-    r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?"  # a name or IPv4
-    r"|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"  # IPv6
-)
-
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
-class _Section(BaseModel):
-    # A typo in a key must fail loudly, not be silently ignored on a line PC.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LineSettings(_Section):
+class LineSettings(Section):
     id: Identifier = "line1"
 
 
@@ -59,7 +46,7 @@ class QueuePolicyName(StrEnum):
 FeatureValue = bool | int | float | str
 
 
-class CameraSettings(_Section):
+class CameraSettings(Section):
     id: Identifier
     type: Literal["auto", "gentl", "pylon"] = Field(
         default="auto",
@@ -133,7 +120,7 @@ class CameraSettings(_Section):
         return self
 
 
-class TilingSettings(_Section):
+class TilingSettings(Section):
     size: int = Field(default=224, ge=8, le=8192)
     stride: int = Field(default=224, ge=1, le=8192)
     roi: tuple[int, int, int, int] | None = Field(
@@ -156,13 +143,13 @@ class TilingSettings(_Section):
         return self
 
 
-class BatchingSettings(_Section):
+class BatchingSettings(Section):
     max_batch: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=20.0, ge=0, le=10_000)
     in_flight: int = Field(default=2, ge=1, le=16, description="batches queued for the engine")
 
 
-class CpuSettings(_Section):
+class CpuSettings(Section):
     opencv_threads: int = Field(
         default=1,
         ge=0,
@@ -172,54 +159,7 @@ class CpuSettings(_Section):
     )
 
 
-class TlsSettings(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = Field(default=False, description="skip hostname check (test benches only)")
-
-
-class MqttSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    tls: TlsSettings | None = None
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    ack_timeout_s: float = Field(
-        default=30.0, gt=0, description="how long a finishing run waits for the broker's acks"
-    )
-    stats_interval_s: float = Field(default=5.0, gt=0)
-
-    @field_validator("host")
-    @classmethod
-    def _a_host_name(cls, value: str) -> str:
-        # An empty or malformed host never heals by retrying: a configuration error, not an
-        # unreachable broker.
-        if not _HOST.fullmatch(value):
-            raise ValueError(f"must be a host name or an IP address, got {value!r}")
-        return value
-
-
-class OutboxSettings(_Section):
-    """The durable outbox between post-processing and MQTT (SQLite, WAL)."""
-
-    enabled: bool = True
-    path: Path | None = Field(
-        default=None,
-        description="default: $STATE_DIRECTORY/outbox.sqlite under systemd, "
-        "else state/<line>-outbox.sqlite beside the config file",
-    )
-    max_events: int = Field(default=100_000, ge=1, description="events kept unacknowledged")
-    when_full: Literal["drop_oldest", "drop_newest"] = Field(
-        default="drop_oldest", description="which event to give up when max_events is reached"
-    )
-
-
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """The Prometheus endpoint (/metrics) and the health check (/healthz)."""
 
     port: int | None = Field(default=None, ge=1, le=65535, description="unset: no endpoint")
@@ -229,7 +169,7 @@ class MetricsSettings(_Section):
     )
 
 
-class AcceptanceSettings(_Section):
+class AcceptanceSettings(Section):
     """Pass/fail limits of ``inspector replay``; unset limits are not checked."""
 
     min_recall: float | None = Field(
@@ -243,7 +183,7 @@ class AcceptanceSettings(_Section):
     )
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -1,4 +1,4 @@
-"""The daemon assembled: cameras, engine and MQTT publisher around one :class:`Pipeline`.
+"""The daemon assembled: cameras, engine and sinks around one :class:`Pipeline`.
 
 ``inspector run`` and ``inspector replay`` both go through :func:`run_pipeline`, so an
 acceptance replay exercises exactly the code that runs at the line.
@@ -19,16 +19,13 @@ import structlog
 from inspector.capture.opencv_source import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
-from inspector.errors import BrokerError, InspectorError, SourceError, StorageError
+from inspector.errors import InspectorError, SourceError
 from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
-from inspector.publishing import MqttPublisher
 from inspector.publishing.acks import AckListener
-from inspector.publishing.outbox import DurableSink, Outbox, chain_acks
 from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
-from inspector.sinks.mqtt import MqttSink
 from inspector.sinks.registry import open_sinks
 from inspector.tiling import TileMask
 
@@ -41,18 +38,19 @@ def run_pipeline(
     on_ack: AckListener | None = None,
     extra_sinks: Sequence[Sink] = (),
 ) -> RunSummary:
-    """Load the model, open the cameras, connect, run to the end, wait for every ack.
+    """Load the model, open the cameras and the sinks, run to the end, close the sinks.
 
     SIGINT/SIGTERM stop capturing; what was already captured is still inferred and
-    published. Raises :class:`BrokerError` when events stay unacknowledged.
+    handed to the sinks. Raises what a sink reports on closing: :class:`BrokerError`
+    when events stay unacknowledged, :class:`StorageError` when the outbox could not
+    keep them. ``on_ack`` hears every acknowledged event (a replay times them).
     """
     # OpenCV's pool and the engine's would fight over the same cores (measured: the
     # corrections cost 7 % of throughput with OpenCV's default pool on 2 cores, 2 % with 1).
     cv2.setNumThreads(settings.cpu.opencv_threads or -1)
     engine = create_engine(settings.model, settings.batching.max_batch)
     cameras: list[Camera] = []
-    outbox: Outbox | None = None
-    publisher: MqttPublisher | None = None
+    opened: list[Sink] = []
     try:
         started = time.perf_counter()
         engine.warmup()  # before READY: the first part at the line must not pay for it
@@ -72,33 +70,16 @@ def run_pipeline(
                 TileMask.from_file(camera_settings.roi_mask) if camera_settings.roi_mask else None
             )
             cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
-        if settings.outbox.enabled:
-            assert settings.outbox.path is not None  # load_settings fills in the default
-            outbox = Outbox(
-                settings.outbox.path, settings.outbox.max_events, settings.outbox.when_full
-            )
-        publisher = MqttPublisher(
-            settings.mqtt,
-            settings.line.id,
-            on_ack=chain_acks(outbox.remove_acked if outbox is not None else None, on_ack),
-        )
-        durable: DurableSink | None = None
-        if outbox is None:
-            publisher.connect()  # nowhere to keep events: the broker must be there
-        else:
-            # With the outbox, a broker that is down at start is an outage like any other:
-            # inspect, keep the events on disk, deliver them (oldest first) once it answers.
-            durable = DurableSink(publisher, outbox)
-            publisher.connect_in_background(durable.go_live)
-        sinks = FanOut([MqttSink(publisher, durable), *open_sinks(settings), *extra_sinks])
+        opened = open_sinks(settings)
+        sinks = FanOut([*opened, *extra_sinks])
+        if on_ack is not None:
+            sinks.add_ack_listener(on_ack)
     except BaseException:
         for camera in cameras:
             camera.source.close()
         engine.close()
-        if publisher is not None:
-            publisher.close()
-        if outbox is not None:
-            outbox.close()
+        for sink in opened:
+            sink.close()
         raise
     pipeline = Pipeline(settings, cameras, engine, sinks, run_id=run_id)
     notifier = SystemdNotifier()
@@ -114,7 +95,7 @@ def run_pipeline(
     metrics: MetricsServer | None = None
     try:
         if settings.metrics.port is not None:
-            metrics = MetricsServer(settings.metrics, pipeline, publisher, outbox, sinks)
+            metrics = MetricsServer(settings.metrics, pipeline, sinks)
             metrics.start()
         with _stop_on_signals(pipeline, notifier):
             notifier.ready(
@@ -128,49 +109,20 @@ def run_pipeline(
             except InspectorError as exc:
                 failure = exc  # what was inspected before the failure is still delivered
         sinks.stats(pipeline.stats_snapshot())  # the final figures
-        sinks.close()  # every result handed to every sink, events to the outbox and paho
-        _wait_for_delivery(settings, publisher, durable)
+        sinks.close()  # every result handed to every sink; what one could not deliver raises
         if failure is not None:
             raise failure
-        if outbox is not None and outbox.write_errors:
-            raise StorageError(
-                f"{outbox.path}: {outbox.write_errors} events could not be written to the "
-                "outbox (disk full or failing); those not acknowledged by the broker are lost"
-            )
         return summary
     finally:
         watchdog.stop()
         if metrics is not None:
             metrics.close()
         notifier.stopping("stopped")
-        sinks.close(timeout=1.0)  # a no-op after a normal end; after a failure, a short flush
-        publisher.close()
-        engine.close()
-        if outbox is not None:
-            outbox.close()
-        write_errors = outbox.write_errors if outbox is not None else 0
-        log.info(
-            "run_finished", **summary_dict(pipeline.summary()), outbox_write_errors=write_errors
-        )
-
-
-def _wait_for_delivery(
-    settings: Settings, publisher: MqttPublisher, durable: DurableSink | None
-) -> None:
-    """Wait up to ``mqtt.ack_timeout_s`` for the broker to acknowledge every event, including
-    those still on disk because it has not been reached yet; raise BrokerError if it does not."""
-    deadline = time.monotonic() + settings.mqtt.ack_timeout_s
-    while durable is not None and durable.unsent() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    unsent = durable.unsent() if durable is not None else 0
-    pending = unsent + publisher.wait_for_acks(max(0.0, deadline - time.monotonic()))
-    if pending:
-        where = f"{settings.mqtt.host}:{settings.mqtt.port}"
-        kept = " (kept in the outbox for the next start)" if durable is not None else ""
-        raise BrokerError(
-            f"{pending} events not acknowledged by {where} within "
-            f"{settings.mqtt.ack_timeout_s:g} s{kept}"
-        )
+        try:
+            sinks.close(timeout=1.0)  # a no-op after a normal end; after a failure, a flush
+        finally:
+            engine.close()
+            log.info("run_finished", **summary_dict(pipeline.summary()))
 
 
 def summary_dict(summary: RunSummary) -> dict[str, object]:

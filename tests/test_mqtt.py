@@ -100,8 +100,8 @@ def test_events_are_delivered_and_acknowledged(
         mids = [publisher.publish_event(e) for e in sent]
         assert len(set(mids)) == len(mids)
         assert publisher.wait_for_acks(5) == 0
-        assert publisher.published == publisher.acknowledged == len(sent)
-        assert publisher.pending == 0
+        assert publisher.acks.published == publisher.acks.acknowledged == len(sent)
+        assert publisher.acks.pending == 0
         publisher.publish_stats({"fps": 12.5})
     got = [m for m in events.wait_for(len(sent)) if m.topic == defects_topic(line)]
     assert [m.payload for m in got] == [compact(e) for e in sent]
@@ -125,7 +125,11 @@ def test_an_ack_that_beats_publish_returning_is_counted(
         assert publisher.publish_event(event(line)) == 4242
     finally:
         publisher._client = real
-    assert (publisher.published, publisher.acknowledged, publisher.pending) == (1, 1, 0)
+    assert (publisher.acks.published, publisher.acks.acknowledged, publisher.acks.pending) == (
+        1,
+        1,
+        0,
+    )
     assert publisher.wait_for_acks(0) == 0
 
 
@@ -141,7 +145,7 @@ def test_reconnects_and_resends_after_a_broker_restart(tmp_path: Path, line: str
             assert not publisher.connected
             for frame_id in range(5):
                 publisher.publish_event(event(line, frame_id))
-            assert publisher.pending == 5
+            assert publisher.acks.pending == 5
             broker.start()
             assert publisher.wait_for_acks(10) == 0
             assert publisher.connected

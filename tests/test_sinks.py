@@ -11,16 +11,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mqtt_helpers import Broker, Collector
+from mqtt_helpers import Broker, Collector, free_port
 from recording_sink import PLUGIN, RecordingSink
 from test_faults import write_line
 
 from inspector.config import load_settings
 from inspector.daemon import run_pipeline
-from inspector.errors import ConfigError
+from inspector.errors import BrokerError, ConfigError
 from inspector.frames import Frame, utc_now
+from inspector.publishing.settings import MqttSettings
 from inspector.sinks import FanOut, FrameResult, SinkHealth
-from inspector.sinks.registry import register, unregister
+from inspector.sinks.base import SinkMetric
+from inspector.sinks.registry import register, sink_plugins, unregister
 
 pytestmark = pytest.mark.e2e
 
@@ -154,3 +156,49 @@ def test_the_fan_out_counts_errors_and_drops_per_sink() -> None:
     assert fanout.health()["failing"].state == "down"
     with pytest.raises(ValueError, match="unique"):
         FanOut([failing, failing])
+
+
+def test_mqtt_is_a_sink_plugin_and_a_line_can_run_without_it(
+    tmp_path: Path, recording_plugin: None
+) -> None:
+    assert sink_plugins()["mqtt"].settings is MqttSettings
+    config, _ = lossless_config(tmp_path, free_port(), frames=12)  # nothing listens there
+    assert load_settings(config).mqtt.enabled is True  # on by default, as before plugins
+    text = config.read_text().replace("[mqtt]\n", "[mqtt]\nenabled = false\n")
+    config.write_text(text + "[recording]\nenabled = true\n")
+    settings = load_settings(config)
+    summary = run_pipeline(settings)  # no broker needed: no sink wants one
+    (sink,) = RecordingSink.opened
+    assert [r.frame.frame_id for r in sink.results] == list(range(12))
+    assert summary.events == sum(r.event is not None for r in sink.results) > 0
+    assert settings.outbox.path is not None and not settings.outbox.path.exists()
+
+
+class Measured(SlowSink):
+    def __init__(self, name: str, outcome: Exception | None = None) -> None:
+        super().__init__(0.0)
+        self.name, self.outcome, self.closed = name, outcome, False
+
+    def metrics(self) -> list[SinkMetric]:
+        if self.outcome is not None:
+            raise RuntimeError("no figures today")
+        return [SinkMetric(f"inspector_{self.name}_things", "Things", "counter", 3.0)]
+
+    def close(self) -> None:
+        self.closed = True
+        if self.outcome is not None:
+            raise self.outcome
+
+
+def test_the_fan_out_reports_sink_figures_and_raises_what_a_sink_could_not_deliver() -> None:
+    undelivered = BrokerError("2 events not acknowledged")
+    good, bad, after = Measured("good"), Measured("bad", undelivered), Measured("after")
+    fanout = FanOut([good, bad, after, FailingSink()])
+    assert fanout.metrics() == {
+        "good": [SinkMetric("inspector_good_things", "Things", "counter", 3.0)],
+        "after": [SinkMetric("inspector_after_things", "Things", "counter", 3.0)],
+    }  # the sink whose figures failed is left out, the others still count
+    with pytest.raises(BrokerError, match="2 events not acknowledged"):
+        fanout.close(timeout=5)
+    assert good.closed and bad.closed and after.closed  # every sink closed before raising
+    fanout.close()  # a second close does nothing, and raises nothing

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from inspector.cli.arguments import positive_float, positive_int
-from inspector.config import MqttSettings, load_settings
+from inspector.config import load_settings
 from inspector.errors import EX_USAGE
+from inspector.publishing.settings import MqttSettings
 from inspector.publishing.subscription import Subscription
 from inspector.publishing.topics import DEFECTS_WILDCARD
 

@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from inspector.config import MqttSettings
 from inspector.errors import ConfigError
+from inspector.publishing.settings import MqttSettings
 
 Protocol = Literal["5", "3.1.1"]
 

@@ -19,7 +19,6 @@ import structlog
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from inspector.config import MqttSettings
 from inspector.errors import BrokerError, ConfigError
 from inspector.publishing.acks import AckListener, AckTracker
 from inspector.publishing.connection import (
@@ -30,6 +29,7 @@ from inspector.publishing.connection import (
     is_permanent,
     session_options,
 )
+from inspector.publishing.settings import MqttSettings
 from inspector.publishing.topics import (
     camera_status_topic,
     defects_topic,
@@ -241,7 +241,9 @@ class MqttPublisher:
         self._handshake.settle(False, f"connection closed: {reason_code}", dropped=True)
         if was_connected and not closing:
             self._log.warning(
-                "mqtt connection lost, reconnecting", reason=str(reason_code), pending=self.pending
+                "mqtt connection lost, reconnecting",
+                reason=str(reason_code),
+                pending=self._acks.pending,
             )
 
     def _on_connect_fail(self, client: mqtt.Client, _: Any) -> None:
@@ -331,21 +333,9 @@ class MqttPublisher:
             return self._connected
 
     @property
-    def published(self) -> int:
-        return self._acks.published
-
-    @property
-    def acknowledged(self) -> int:
-        return self._acks.acknowledged
-
-    @property
-    def rejected(self) -> int:
-        """Events an MQTT 5 broker acknowledged with an error reason code (counted as acked too)."""
-        return self._acks.rejected
-
-    @property
-    def pending(self) -> int:
-        return self._acks.pending
+    def acks(self) -> AckTracker:
+        """The events published, acknowledged, rejected and still pending."""
+        return self._acks
 
     def close(self) -> None:
         """Leave a retained ``offline``, disconnect cleanly (no Will) and stop paho's thread.
@@ -372,7 +362,7 @@ class MqttPublisher:
             if not acked:
                 self._log.warning("mqtt offline status not acknowledged before disconnect")
         self._discard(client)
-        self._log.info("mqtt disconnected", protocol=self._protocol, pending=self.pending)
+        self._log.info("mqtt disconnected", protocol=self._protocol, pending=self._acks.pending)
 
     def __enter__(self) -> MqttPublisher:
         if self._client is None:

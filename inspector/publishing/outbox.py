@@ -19,13 +19,12 @@ import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
 from inspector.errors import ConfigError
 from inspector.publishing.acks import AckListener
-from inspector.publishing.mqtt import MqttPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -214,15 +213,26 @@ class Outbox:
             os.close(self._lock_fd)  # releases the flock
 
 
+class AcknowledgedTransport(Protocol):
+    """What the outbox sends through: a transport whose receiver acknowledges each event
+    (MQTT at QoS 1 today), and who calls :meth:`Outbox.remove_acked` when it does."""
+
+    def publish_payload(self, event_id: str, payload: bytes) -> object: ...
+
+    def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None: ...
+
+    def publish_stats(self, stats: Mapping[str, Any]) -> None: ...
+
+
 class DurableSink:
-    """The pipeline's event sink: outbox first, then MQTT; the broker's ack empties the outbox.
+    """Events to the outbox first, then to the transport; its ack empties the outbox.
 
     Until the publisher is *live* (connected once, backlog resent) events go to disk only;
     :meth:`go_live` resends everything stored, oldest first, and from then on each event
     is stored and published. One lock orders both, so no event is sent twice by this run.
     """
 
-    def __init__(self, publisher: MqttPublisher, outbox: Outbox) -> None:
+    def __init__(self, publisher: AcknowledgedTransport, outbox: Outbox) -> None:
         self.publisher = publisher
         self.outbox = outbox
         self._lock = threading.Lock()

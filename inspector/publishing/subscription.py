@@ -15,9 +15,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from inspector.config import MqttSettings
 from inspector.errors import BrokerError
 from inspector.publishing.connection import Protocol, build_client
+from inspector.publishing.settings import MqttSettings
 
 
 class Subscription:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,10 +27,19 @@ from inspector.config import MetricsSettings
 from inspector.errors import ConfigError
 from inspector.pipeline.runner import Pipeline
 from inspector.pipeline.stats import Histogram
-from inspector.publishing.mqtt import MqttPublisher
-from inspector.publishing.outbox import Outbox
 from inspector.service.health import Health, line_health
 from inspector.sinks.fanout import FanOut
+
+Rows = Sequence[tuple[Sequence[str], float]]
+
+
+def _family(kind: str, name: str, doc: str, labels: Sequence[str], rows: Rows) -> Metric:
+    family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+        name, doc, labels=list(labels)
+    )
+    for values, value in rows:
+        family.add_metric(list(values), value)
+    return family
 
 
 def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -43,123 +52,73 @@ def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> Histogra
     return family
 
 
+# Per camera: (kind, name, doc, the figure of (camera, its queue, its capture thread)).
+_CAMERA_FIGURES: tuple[tuple[str, str, str, Callable[[Any, Any, Any], float]], ...] = (
+    ("counter", "inspector_frames_captured", "Frames grabbed from the camera",
+     lambda camera, frames, capture: capture.captured),
+    ("counter", "inspector_frames_dropped",
+     "Frames dropped by a drop_oldest queue (inference behind)",
+     lambda camera, frames, capture: frames.dropped),
+    ("counter", "inspector_frames_lost",
+     "Frames the camera lost (block-ID gaps, incomplete buffers)",
+     lambda camera, frames, capture: camera.source.lost),
+    ("counter", "inspector_camera_errors", "Camera read/reopen failures",
+     lambda camera, frames, capture: capture.errors),
+    ("counter", "inspector_camera_reconnects", "Cameras reopened after a loss",
+     lambda camera, frames, capture: capture.reconnects),
+    ("counter", "inspector_frames_corrupt", "Unusable frames skipped",
+     lambda camera, frames, capture: capture.corrupt),
+    ("gauge", "inspector_queue_depth", "Frames waiting for batching",
+     lambda camera, frames, capture: frames.depth),
+)  # fmt: skip
+
+
 class PipelineCollector(Collector):
-    def __init__(
-        self, pipeline: Pipeline, publisher: MqttPublisher, outbox: Outbox | None, sinks: FanOut
-    ):
-        self.pipeline, self.publisher, self.outbox, self.sinks = pipeline, publisher, outbox, sinks
+    def __init__(self, pipeline: Pipeline, sinks: FanOut):
+        self.pipeline, self.sinks = pipeline, sinks
         self.line = pipeline.settings.line.id
 
     def collect(self) -> Iterator[Metric]:
         line, pipeline, stats = self.line, self.pipeline, self.pipeline.stats
-        captured = CounterMetricFamily(
-            "inspector_frames_captured", "Frames grabbed from the camera", labels=["line", "camera"]
+        cameras = list(
+            zip(pipeline.cameras, pipeline.queues, pipeline.capture_threads, strict=True)
         )
-        dropped = CounterMetricFamily(
-            "inspector_frames_dropped",
-            "Frames dropped by a drop_oldest queue (inference behind)",
-            labels=["line", "camera"],
-        )
-        errors = CounterMetricFamily(
-            "inspector_camera_errors", "Camera read/reopen failures", labels=["line", "camera"]
-        )
-        reconnects = CounterMetricFamily(
-            "inspector_camera_reconnects",
-            "Cameras reopened after a loss",
-            labels=["line", "camera"],
-        )
-        lost = CounterMetricFamily(
-            "inspector_frames_lost",
-            "Frames the camera lost (block-ID gaps, incomplete buffers)",
-            labels=["line", "camera"],
-        )
-        corrupt = CounterMetricFamily(
-            "inspector_frames_corrupt", "Unusable frames skipped", labels=["line", "camera"]
-        )
-        depth = GaugeMetricFamily(
-            "inspector_queue_depth", "Frames waiting for batching", labels=["line", "camera"]
-        )
-        for camera, frames, capture in zip(
-            pipeline.cameras, pipeline.queues, pipeline.capture_threads, strict=True
-        ):
-            labels = [line, camera.settings.id]
-            captured.add_metric(labels, capture.captured)
-            dropped.add_metric(labels, frames.dropped)
-            errors.add_metric(labels, capture.errors)
-            reconnects.add_metric(labels, capture.reconnects)
-            corrupt.add_metric(labels, capture.corrupt)
-            lost.add_metric(labels, camera.source.lost)
-            depth.add_metric(labels, frames.depth)
-        yield from (captured, dropped, lost, errors, reconnects, corrupt, depth)
+        for kind, name, doc, figure in _CAMERA_FIGURES:
+            rows = [([line, c[0].settings.id], figure(*c)) for c in cameras]
+            yield _family(kind, name, doc, ["line", "camera"], rows)
         with stats.lock:
-            totals: list[tuple[str, str, float]] = [
-                ("inspector_frames_inferred", "Frames classified", stats.frames_inferred),
-                ("inspector_tiles_inferred", "Tiles classified", stats.tiles_inferred),
-                ("inspector_batches", "Engine calls", stats.batches),
-                ("inspector_events_published", "Defect events handed to MQTT", stats.events),
-            ]
-            latency = _histogram(
-                "inspector_latency_seconds",
-                "Capture to verdict, per frame",
-                line,
-                stats.latency_histogram,
-            )
-            inference = _histogram(
-                "inspector_inference_seconds",
-                "Engine time per batch",
-                line,
-                stats.inference_histogram,
-            )
-            idle_s = (time.monotonic_ns() - stats.last_frame_ns) / 1e9
-        for name, doc, value in totals:
-            family = CounterMetricFamily(name, doc, labels=["line"])
-            family.add_metric([line], value)
-            yield family
-        yield latency
-        yield inference
-        yield _gauge("inspector_engine_queue_depth", "Batches waiting for the engine", line,
-                     pipeline.engine_queue_depth)  # fmt: skip
-        yield _gauge("inspector_seconds_since_last_frame", "Time since a frame left inference",
-                     line, idle_s)  # fmt: skip
-        yield _gauge("inspector_broker_connected", "1 while connected to the MQTT broker", line,
-                     int(self.publisher.connected))  # fmt: skip
-        yield _gauge("inspector_events_unacknowledged", "Events the broker has not acked yet",
-                     line, self.publisher.pending)  # fmt: skip
-        if self.outbox is not None:
-            yield _gauge("inspector_outbox_backlog", "Events on disk awaiting an ack", line,
-                         len(self.outbox))  # fmt: skip
-            dropped_full = CounterMetricFamily(
-                "inspector_outbox_dropped", "Events given up because the outbox was full",
-                labels=["line"],
-            )  # fmt: skip
-            dropped_full.add_metric([line], self.outbox.dropped)
-            yield dropped_full
-            write_errors = CounterMetricFamily(
-                "inspector_outbox_write_errors",
-                "Events that could not be written to the outbox (disk full, I/O error)",
-                labels=["line"],
-            )
-            write_errors.add_metric([line], self.outbox.write_errors)
-            yield write_errors
-        sink_errors = CounterMetricFamily(
-            "inspector_sink_errors", "Calls on which a sink raised", labels=["line", "sink"]
-        )
-        sink_dropped = CounterMetricFamily(
-            "inspector_sink_dropped",
-            "Results a slow sink lost (its queue was full)",
-            labels=["line", "sink"],
-        )
-        for name, (errors_n, dropped_n) in self.sinks.counters().items():
-            sink_errors.add_metric([line, name], errors_n)
-            sink_dropped.add_metric([line, name], dropped_n)
-        yield sink_errors
-        yield sink_dropped
-
-
-def _gauge(name: str, doc: str, line: str, value: float) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=["line"])
-    family.add_metric([line], value)
-    return family
+            figures: list[tuple[str, str, str, float]] = [
+                ("counter", "inspector_frames_inferred", "Frames classified",
+                 stats.frames_inferred),
+                ("counter", "inspector_tiles_inferred", "Tiles classified", stats.tiles_inferred),
+                ("counter", "inspector_batches", "Engine calls", stats.batches),
+                ("counter", "inspector_events_published", "Defect events handed to the sinks",
+                 stats.events),
+                ("gauge", "inspector_engine_queue_depth", "Batches waiting for the engine",
+                 pipeline.engine_queue_depth),
+                ("gauge", "inspector_seconds_since_last_frame",
+                 "Time since a frame left inference",
+                 (time.monotonic_ns() - stats.last_frame_ns) / 1e9),
+            ]  # fmt: skip
+            histograms = [
+                _histogram("inspector_latency_seconds", "Capture to verdict, per frame", line,
+                           stats.latency_histogram),
+                _histogram("inspector_inference_seconds", "Engine time per batch", line,
+                           stats.inference_histogram),
+            ]  # fmt: skip
+        yield from histograms
+        for sink_figures in self.sinks.metrics().values():
+            figures += [(f.kind, f.name, f.doc, f.value) for f in sink_figures]
+        for kind, name, doc, value in figures:
+            yield _family(kind, name, doc, ["line"], [([line], value)])
+        counters = self.sinks.counters().items()
+        errors = [([line, name], float(errors)) for name, (errors, _) in counters]
+        dropped = [([line, name], float(dropped)) for name, (_, dropped) in counters]
+        yield _family("counter", "inspector_sink_errors", "Calls on which a sink raised",
+                      ["line", "sink"], errors)  # fmt: skip
+        yield _family("counter", "inspector_sink_dropped",
+                      "Results a slow sink lost (its queue was full)", ["line", "sink"],
+                      dropped)  # fmt: skip
 
 
 class MetricsServer:
@@ -169,13 +128,11 @@ class MetricsServer:
         self,
         settings: MetricsSettings,
         pipeline: Pipeline,
-        publisher: MqttPublisher,
-        outbox: Outbox | None,
         sinks: FanOut,
     ) -> None:
         assert settings.port is not None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(PipelineCollector(pipeline, publisher, outbox, sinks))
+        self.registry.register(PipelineCollector(pipeline, sinks))
         registry = self.registry
 
         def health() -> Health:

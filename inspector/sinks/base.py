@@ -10,12 +10,13 @@ stalls costs only itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from inspector.frames import Frame
 from inspector.pipeline.postprocess import Region
+from inspector.publishing.acks import AckListener
 
 HealthState = Literal["ok", "degraded", "down"]
 
@@ -42,6 +43,16 @@ class SinkHealth:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SinkMetric:
+    """One figure a sink reports about itself, exported on ``/metrics`` with the line's label."""
+
+    name: str  # inspector_<sink>_<what>; counters without the _total suffix
+    doc: str
+    kind: Literal["gauge", "counter"]
+    value: float
+
+
 class ResultSink(Protocol):
     """What the pipeline hands results to: one sink, or the fan-out to all of them."""
 
@@ -66,5 +77,24 @@ class Sink(ResultSink, Protocol):
     def health(self) -> SinkHealth: ...
 
     def close(self) -> None:
-        """Finish what was handed over (flush, wait for acknowledgements) and let go."""
+        """Finish what was handed over (flush, wait for acknowledgements) and let go.
+
+        An :class:`~inspector.errors.InspectorError` raised here (events left
+        unacknowledged, a store that could not keep them) is the run's outcome: the
+        fan-out raises it once every sink is closed.
+        """
         ...
+
+
+@runtime_checkable
+class MeasuredSink(Protocol):
+    """A sink with figures of its own for ``/metrics`` (a broker connection, a disk store)."""
+
+    def metrics(self) -> Sequence[SinkMetric]: ...
+
+
+@runtime_checkable
+class AcknowledgingSink(Protocol):
+    """A sink whose receiver acknowledges each event (MQTT's PUBACK): a replay times them."""
+
+    def add_ack_listener(self, listener: AckListener) -> None: ...

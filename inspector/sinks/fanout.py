@@ -16,7 +16,16 @@ from typing import Any
 
 import structlog
 
-from inspector.sinks.base import FrameResult, Sink, SinkHealth
+from inspector.errors import InspectorError
+from inspector.publishing.acks import AckListener
+from inspector.sinks.base import (
+    AcknowledgingSink,
+    FrameResult,
+    MeasuredSink,
+    Sink,
+    SinkHealth,
+    SinkMetric,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,18 +73,22 @@ class _Worker:
                         errors=self.errors,
                     )
 
-    def finish(self, deadline: float) -> None:
-        """Wait for the queue to drain (lossless: for as long as it takes), then close."""
+    def finish(self, deadline: float) -> InspectorError | None:
+        """Wait for the queue to drain (lossless: for as long as it takes), then close; return
+        the run's outcome if the sink's close reports one (events it could not deliver)."""
         timeout = None if self.sink.lossless else max(0.0, deadline - time.monotonic())
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("sink_did_not_finish", sink=self.sink.name, queued=self._queue.qsize())
-            return
+            return None
         try:
             self.sink.close()
+        except InspectorError as exc:
+            return exc
         except Exception as exc:
             self.errors += 1
             log.warning("sink_close_failed", sink=self.sink.name, error=str(exc))
+        return None
 
 
 class FanOut:
@@ -86,6 +99,7 @@ class FanOut:
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique: {names}")
         self._workers = [_Worker(sink) for sink in sinks]
+        self._closed = False
 
     def _each(self, work: _Work) -> None:
         for worker in self._workers:
@@ -113,11 +127,35 @@ class FanOut:
         """Per sink: (errors, dropped)."""
         return {w.sink.name: (w.errors, w.dropped) for w in self._workers}
 
+    def metrics(self) -> dict[str, list[SinkMetric]]:
+        """Per sink that measures itself: its figures (a failing sink's are left out)."""
+        report: dict[str, list[SinkMetric]] = {}
+        for worker in self._workers:
+            if isinstance(worker.sink, MeasuredSink):
+                try:
+                    report[worker.sink.name] = list(worker.sink.metrics())
+                except Exception as exc:
+                    log.warning("sink_metrics_failed", sink=worker.sink.name, error=str(exc))
+        return report
+
+    def add_ack_listener(self, listener: AckListener) -> None:
+        """Hear every acknowledgement of every sink whose receiver acknowledges."""
+        for worker in self._workers:
+            if isinstance(worker.sink, AcknowledgingSink):
+                worker.sink.add_ack_listener(listener)
+
     def close(self, timeout: float = 10.0) -> None:
         """Let every sink finish its queue and close it; a best-effort sink gets ``timeout``
-        seconds in all, then is left behind (its thread is a daemon)."""
+        seconds in all, then is left behind (its thread is a daemon). A second call does
+        nothing. Raises the first outcome a sink reported on closing (undelivered events),
+        after every sink is closed."""
+        if self._closed:
+            return
+        self._closed = True
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.put(None)  # after everything already queued
-        for worker in self._workers:
-            worker.finish(deadline)
+        outcomes = [worker.finish(deadline) for worker in self._workers]
+        failure = next((outcome for outcome in outcomes if outcome is not None), None)
+        if failure is not None:
+            raise failure

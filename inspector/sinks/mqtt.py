@@ -1,24 +1,73 @@
 """The MQTT sink: defect events (through the durable outbox when it is on), camera status
-and stats to the broker. Its health is the broker's and the outbox's."""
+and stats to the broker, configured by ``[mqtt]`` (on by default) and ``[outbox]``.
+
+Its health is the broker's and the outbox's; its close waits up to ``mqtt.ack_timeout_s``
+for the broker to acknowledge every event, including those still on disk because the
+broker has not been reached yet, and reports what it could not deliver.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from inspector.errors import BrokerError, StorageError
+from inspector.publishing.acks import AckListener
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
-from inspector.sinks.base import FrameResult, SinkHealth
+from inspector.publishing.settings import MqttSettings
+from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
+from inspector.sinks.registry import SinkPlugin
+
+if TYPE_CHECKING:
+    from inspector.config import Settings
 
 
 class MqttSink:
     name = "mqtt"
     lossless = True  # events are the line's record: never dropped for speed
 
-    def __init__(self, publisher: MqttPublisher, durable: DurableSink | None) -> None:
-        self.publisher = publisher
-        self._target: MqttPublisher | DurableSink = durable or publisher
-        self._outbox: Outbox | None = durable.outbox if durable is not None else None
+    def __init__(self, settings: MqttSettings, line_id: str, outbox: Outbox | None) -> None:
+        self.settings = settings
+        self.publisher = MqttPublisher(settings, line_id, on_ack=self._acknowledged)
+        self.outbox = outbox
+        self._durable = DurableSink(self.publisher, outbox) if outbox is not None else None
+        self._target: MqttPublisher | DurableSink = self._durable or self.publisher
+        self._listeners: list[AckListener] = []
+
+    @classmethod
+    def open(cls, settings: MqttSettings, config: Settings) -> MqttSink:
+        """Open the outbox and the connection; raise ConfigError for what no retry heals, and
+        BrokerError for a broker that is down when there is no outbox to wait in."""
+        outbox: Outbox | None = None
+        if config.outbox.enabled:
+            assert config.outbox.path is not None  # load_settings fills in the default
+            outbox = Outbox(config.outbox.path, config.outbox.max_events, config.outbox.when_full)
+        sink = cls(settings, config.line.id, outbox)
+        try:
+            if sink._durable is None:
+                sink.publisher.connect()  # nowhere to keep events: the broker must be there
+            else:
+                # With the outbox, a broker that is down at start is an outage like any
+                # other: inspect, keep the events on disk, deliver them (oldest first) once
+                # it answers.
+                sink.publisher.connect_in_background(sink._durable.go_live)
+        except BaseException:
+            sink.publisher.close()
+            if outbox is not None:
+                outbox.close()
+            raise
+        return sink
+
+    def _acknowledged(self, event_id: str, acked_ns: int) -> None:
+        if self.outbox is not None:
+            self.outbox.remove_acked(event_id, acked_ns)
+        for listener in self._listeners:
+            listener(event_id, acked_ns)
+
+    def add_ack_listener(self, listener: AckListener) -> None:
+        self._listeners.append(listener)
 
     def frame_result(self, result: FrameResult) -> None:
         if result.event is not None:
@@ -35,12 +84,63 @@ class MqttSink:
         if not self.publisher.connected:
             why = self.publisher.down_reason
             reasons.append(f"broker: down ({why})" if why else "broker: down")
-        outbox = self._outbox
+        outbox = self.outbox
         if outbox is not None and outbox.write_errors:
             reasons.append(f"outbox: {outbox.write_errors} events could not be written")
         if outbox is not None and outbox.undeletable:
             reasons.append(f"outbox: {outbox.undeletable} acknowledged rows could not be deleted")
         return SinkHealth("degraded", "; ".join(reasons)) if reasons else SinkHealth()
 
+    def metrics(self) -> list[SinkMetric]:
+        figures = [
+            SinkMetric("inspector_broker_connected", "1 while connected to the MQTT broker",
+                       "gauge", int(self.publisher.connected)),
+            SinkMetric("inspector_events_unacknowledged", "Events the broker has not acked yet",
+                       "gauge", self.publisher.acks.pending),
+        ]  # fmt: skip
+        if self.outbox is not None:
+            figures += [
+                SinkMetric("inspector_outbox_backlog", "Events on disk awaiting an ack",
+                           "gauge", len(self.outbox)),
+                SinkMetric("inspector_outbox_dropped",
+                           "Events given up because the outbox was full",
+                           "counter", self.outbox.dropped),
+                SinkMetric("inspector_outbox_write_errors",
+                           "Events that could not be written to the outbox (disk full, I/O "
+                           "error)", "counter", self.outbox.write_errors),
+            ]  # fmt: skip
+        return figures
+
     def close(self) -> None:
-        pass  # the daemon waits for the broker's acks, then closes the publisher
+        """Wait for the broker's acks, then disconnect and close the outbox; raise what was
+        not delivered (BrokerError) or not kept (StorageError)."""
+        try:
+            self._wait_for_delivery()
+        finally:
+            self.publisher.close()
+            write_errors = self.outbox.write_errors if self.outbox is not None else 0
+            if self.outbox is not None:
+                self.outbox.close()
+        if write_errors and self.outbox is not None:
+            raise StorageError(
+                f"{self.outbox.path}: {write_errors} events could not be written to the "
+                "outbox (disk full or failing); those not acknowledged by the broker are lost"
+            )
+
+    def _wait_for_delivery(self) -> None:
+        deadline = time.monotonic() + self.settings.ack_timeout_s
+        durable = self._durable
+        while durable is not None and durable.unsent() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        unsent = durable.unsent() if durable is not None else 0
+        pending = unsent + self.publisher.wait_for_acks(max(0.0, deadline - time.monotonic()))
+        if pending:
+            where = f"{self.settings.host}:{self.settings.port}"
+            kept = " (kept in the outbox for the next start)" if durable is not None else ""
+            raise BrokerError(
+                f"{pending} events not acknowledged by {where} within "
+                f"{self.settings.ack_timeout_s:g} s{kept}"
+            )
+
+
+PLUGIN = SinkPlugin("mqtt", MqttSettings, MqttSink.open)

@@ -15,20 +15,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
 from inspector.errors import ConfigError
+from inspector.sections import SinkSettings
 from inspector.sinks.base import Sink
 
 if TYPE_CHECKING:
     from inspector.config import Settings
-
-
-class SinkSettings(BaseModel):
-    """The base of every sink's section: a typo in a key fails loudly."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +60,16 @@ def sink_plugins() -> dict[str, SinkPlugin]:
 
 
 def open_sinks(settings: Settings) -> list[Sink]:
-    """Every plugin sink whose section says ``enabled = true``, opened."""
+    """Every plugin sink whose section says ``enabled = true``, opened; if one cannot be
+    opened, those opened before it are closed again and its error is raised."""
     sinks: list[Sink] = []
-    for name, plugin in sink_plugins().items():
-        section = getattr(settings, name, None)
-        if isinstance(section, plugin.settings) and section.enabled:
-            sinks.append(plugin.create(section, settings))
+    try:
+        for name, plugin in sink_plugins().items():
+            section = getattr(settings, name, None)
+            if isinstance(section, plugin.settings) and section.enabled:
+                sinks.append(plugin.create(section, settings))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     return sinks
