@@ -84,7 +84,15 @@ class ResultAssembler:
                 conveyor_mm=self._conveyor_mm(camera.settings, job),
             )
         self.stats.record_frame(latency_ms, event=bool(regions))
-        self.deliver(FrameResult(job.frame, tuple(regions), event, latency_ms, job.inferred))
+        inferred = np.ones(job.grid.count, np.bool_)
+        if job.active is not None:
+            inferred[:] = False
+            inferred[job.active] = True
+        result = FrameResult(
+            job.frame, tuple(regions), event, latency_ms, job.inferred,
+            grid=job.grid, tile_labels=labels, tile_scores=scores, tile_inferred=inferred,
+        )  # fmt: skip
+        self.deliver(result)
 
     def _conveyor_mm(self, camera: CameraSettings, job: FrameJob) -> float | None:
         """Belt travel since the run began, at this frame's capture."""

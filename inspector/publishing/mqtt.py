@@ -33,6 +33,7 @@ from inspector.publishing.settings import MqttSettings
 from inspector.publishing.topics import (
     camera_status_topic,
     defects_topic,
+    snapshot_topic,
     stats_topic,
     status_topic,
 )
@@ -312,6 +313,13 @@ class MqttPublisher:
                 self._unsent_status[topic] = payload.encode()  # the latest state per camera
                 return
         self._send(self._require_client(), topic, payload.encode(), qos=1, retain=True)
+
+    def publish_snapshot(self, camera: str, jpeg: bytes) -> None:
+        """Retained QoS 0 (Frigate's convention): the newest picture replaces the last one, and
+        one lost while the broker is down is not worth keeping."""
+        if self.connected:
+            topic = snapshot_topic(self._line_id, camera)
+            self._send(self._require_client(), topic, jpeg, qos=0, retain=True)
 
     def wait_for_acks(self, timeout: float) -> int:
         """Block until every event is acknowledged or ``timeout`` passes; returns those pending."""

@@ -32,3 +32,8 @@ def stats_topic(line: str) -> str:
 def camera_status_topic(line: str, camera: str) -> str:
     """``line/<line>/status/<camera>``: retained JSON, the camera's state and last error."""
     return f"line/{_check(line)}/status/{_check(camera)}"
+
+
+def snapshot_topic(line: str, camera: str) -> str:
+    """``line/<line>/snapshot/<camera>``: retained JPEG, the latest annotated defect frame."""
+    return f"line/{_check(line)}/snapshot/{_check(camera)}"

@@ -14,9 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from inspector.frames import Frame
 from inspector.pipeline.postprocess import Region
 from inspector.publishing.acks import AckListener
+from inspector.tiling import TileGrid
 
 HealthState = Literal["ok", "degraded", "down"]
 
@@ -31,6 +35,12 @@ class FrameResult:
     event: Mapping[str, Any] | None
     latency_ms: float  # capture to verdict
     tiles: int  # tiles inferred (those inside the product mask)
+    grid: TileGrid | None = None  # where each tile lies in the frame
+    # Per tile of the grid, row-major: the defect label index or NO_DEFECT, the best defect
+    # class's probability, and whether it was inferred (False: outside the product mask).
+    tile_labels: npt.NDArray[np.intp] | None = None
+    tile_scores: npt.NDArray[np.float32] | None = None
+    tile_inferred: npt.NDArray[np.bool_] | None = None
 
     @property
     def verdict(self) -> Literal["ok", "nok"]:
@@ -91,6 +101,14 @@ class MeasuredSink(Protocol):
     """A sink with figures of its own for ``/metrics`` (a broker connection, a disk store)."""
 
     def metrics(self) -> Sequence[SinkMetric]: ...
+
+
+@runtime_checkable
+class EventDescribingSink(Protocol):
+    """A sink that adds fields to the defect event before any sink sees it (the evidence
+    sink names the pictures it will write). Runs on the results thread: names, no I/O."""
+
+    def event_fields(self, result: FrameResult) -> Mapping[str, Any]: ...
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from inspector.errors import InspectorError
 from inspector.publishing.acks import AckListener
 from inspector.sinks.base import (
     AcknowledgingSink,
+    EventDescribingSink,
     FrameResult,
     MeasuredSink,
     Sink,
@@ -99,6 +101,7 @@ class FanOut:
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique: {names}")
         self._workers = [_Worker(sink) for sink in sinks]
+        self._describers = [w for w in self._workers if isinstance(w.sink, EventDescribingSink)]
         self._closed = False
 
     def _each(self, work: _Work) -> None:
@@ -106,7 +109,19 @@ class FanOut:
             worker.put(work)
 
     def frame_result(self, result: FrameResult) -> None:
+        if result.event is not None and self._describers:
+            result = replace(result, event={**result.event, **self._event_fields(result)})
         self._each(lambda sink: sink.frame_result(result))
+
+    def _event_fields(self, result: FrameResult) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for worker in self._describers:
+            try:
+                fields.update(worker.sink.event_fields(result))  # type: ignore[attr-defined]
+            except Exception as exc:
+                worker.errors += 1
+                log.warning("sink_event_fields_failed", sink=worker.sink.name, error=str(exc))
+        return fields
 
     def camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
         self._each(lambda sink: sink.camera_status(camera, status))
