@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
+from itertools import chain
 from typing import Any
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -20,6 +21,11 @@ td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#2ca02c;font-weight:bold}.fail{color:#d62728;font-weight:bold}
 svg text{font:11px system-ui,sans-serif}code{background:#f4f4f4;padding:0 .3em}
+.thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumbs figure{margin:0;max-width:100%}
+.thumbs img{display:block;max-width:100%;height:auto;border:1px solid #ccc}
+figcaption{font-size:12px;color:#444}.notice{color:#b35900}
+.swatch{display:inline-block;width:1.4em;height:.9em;border:3px solid;margin:0 .3em 0 .8em;
+vertical-align:middle}
 """
 
 
@@ -128,6 +134,77 @@ def _rows(pairs: Sequence[tuple[str, Any]]) -> str:
     )
 
 
+def _ids(frames: Sequence[int]) -> str:
+    return escape(", ".join(map(str, frames)) or "none")
+
+
+def _gallery(entries: Sequence[Mapping[str, Any]]) -> str:
+    figures = []
+    for entry in entries:
+        true = ", ".join(entry["true"]) or "none"
+        reported = ", ".join(entry["reported"]) or "none"
+        figures.append(
+            f'<figure><img src="{escape(entry["path"])}" alt="frame {entry["frame_id"]}" '
+            f'width="{entry["width"]}" height="{entry["height"]}" loading="lazy">'
+            f"<figcaption>frame {entry['frame_id']} · true: {escape(true)} · "
+            f"reported: {escape(reported)}</figcaption></figure>"
+        )
+    return f'<div class="thumbs">{"".join(figures)}</div>' if figures else ""
+
+
+def _left_out(count: int, limit: int, what: str) -> str:
+    if not count:
+        return ""
+    return (
+        f"<p>{count} more {what} frames are not pictured: at most {limit} are, "
+        "spread over the run.</p>"
+    )
+
+
+def frames_html(report: Mapping[str, Any]) -> str:
+    """Missed, false and example frames: as pictures where the replay took them, else IDs."""
+    missed, false = report["missed_frames"], report["false_frames"]
+    pictures: Mapping[str, Any] | None = report.get("thumbnails")
+    if pictures is None:
+        return (
+            f"<h2>Missed and false frames</h2>\n<p>Missed: {_ids(missed)}</p>\n"
+            f"<p>False: {_ids(false)}</p>"
+        )
+    colours, limit = pictures["colours"], pictures["limit"]
+    notice = pictures.get("notice")
+    shown = [*pictures["missed"], *pictures["false"], *chain(*pictures["examples"].values())]
+    legend = shown and (
+        f'<p>In the pictures:<span class="swatch" style="border-color:{colours["true"]}"></span>'
+        "true defects from the truth file (outer box, class at its top left)"
+        f'<span class="swatch" style="border-color:{colours["reported"]}"></span>'
+        "defects of the delivered event (inner box, class at its bottom left).</p>"
+    )
+    examples = []
+    for label in sorted(report["timeline"]["true"]):
+        entries = pictures["examples"].get(label, [])
+        if entries:
+            found = _gallery(entries)
+        elif report["per_class"].get(label, {}).get("detected"):
+            found = "<p>Found, but not pictured (see the notice above).</p>"
+        else:
+            found = f"<p>No true {escape(label)} defect was found.</p>"
+        examples.append(f"<h3>{escape(label)}</h3>\n{found}")
+    return f"""{f'<p class="notice">Pictures: {escape(notice)}</p>' if notice else ""}
+<h2>Missed frames</h2>
+{legend or ""}
+<p>{_ids(missed)}</p>
+{_gallery(pictures["missed"])}
+{_left_out(pictures["missed_left_out"], limit, "missed")}
+<h2>False frames</h2>
+<p>{_ids(false)}</p>
+{_gallery(pictures["false"])}
+{_left_out(pictures["false_left_out"], limit, "false")}
+<h2>Examples per class</h2>
+<p>A few frames per class in which a true defect of the class was found, spread over the
+run.</p>
+{"".join(examples)}"""
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     lat = report["latency_ms"]
     verdict = ""
@@ -191,9 +268,7 @@ Truth: <code>{escape(str(report["truth"]))}</code>.</p>
 {timeline_svg(report)}
 <h2>Latency, capture to broker acknowledgement</h2>
 {histogram_svg(hist["edges"], hist["counts"])}
-<h2>Missed and false frames</h2>
-<p>Missed: {escape(", ".join(map(str, report["missed_frames"])) or "none")}</p>
-<p>False: {escape(", ".join(map(str, report["false_frames"])) or "none")}</p>
+{frames_html(report)}
 <h2>Raw report</h2>
 <details><summary>report.json</summary><pre>{escape(json.dumps(report, indent=1))}</pre></details>
 </body></html>

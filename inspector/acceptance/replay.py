@@ -21,6 +21,7 @@ import structlog
 from inspector.acceptance.html import render_html
 from inspector.acceptance.report import ReplayRun, build_report
 from inspector.acceptance.scoring import reported_defects
+from inspector.acceptance.thumbnails import save_thumbnails
 from inspector.acceptance.truth import load_truth, truth_path
 from inspector.config import AcceptanceSettings, QueuePolicyName, Settings
 from inspector.daemon import run_pipeline
@@ -155,10 +156,15 @@ def replay(
         ack_latency_ms=latencies,
         frame_latency_ms=summary.stats["latency_ms"],
     )
-    report = build_report(run, truth, reported_defects(events.values()), limits)
+    reported = reported_defects(events.values())
+    report = build_report(run, truth, reported, limits)
     json_path = html_path = None
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
+        if truth is not None:  # without truth nothing is missed or false, so nothing to show
+            report["thumbnails"] = save_thumbnails(
+                video, report_dir, truth, reported, report["missed_frames"], report["false_frames"]
+            )
         json_path, html_path = report_dir / "report.json", report_dir / "report.html"
         json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         html_path.write_text(render_html(report), encoding="utf-8")

@@ -88,6 +88,7 @@ def build_report(
         "missed_frames": [],
         "false_frames": [],
         "timeline": {"true": {}, "reported": _timeline(reported)},
+        "thumbnails": None,  # pictures of frames, filled in where the replay writes a report
     }
     if truth is not None:
         frames = score_frames(truth, reported)
@@ -172,6 +173,9 @@ def summary_text(report: Mapping[str, Any], html_path: str | None = None) -> str
             f"missed frames  {_ids(report['missed_frames'])}",
             f"false frames   {_ids(report['false_frames'])}",
         ]
+    pictures = report.get("thumbnails")
+    if pictures and pictures.get("notice"):
+        lines.append(f"pictures  {pictures['notice']}")
     for check in report["checks"]:
         verdict = "ok  " if check["passed"] else "FAIL"
         lines.append(f"{verdict} {check['name']} {check['value']} {check['op']} {check['limit']}")

@@ -114,5 +114,17 @@ def score_classes(truth: Truth, reported: Reported) -> dict[str, ClassScore]:
     return dict(sorted(scores.items()))
 
 
+def found_frames(truth: Truth, reported: Reported) -> dict[str, list[int]]:
+    """Per class, the frames in which at least one true defect of the class was matched."""
+    found: dict[str, list[int]] = {}
+    for frame in sorted(truth):
+        regions = reported.get(frame, [])
+        for label in sorted(
+            {d.label for d in truth[frame] if any(_matches(r, d) for r in regions)}
+        ):
+            found.setdefault(label, []).append(frame)
+    return dict(sorted(found.items()))
+
+
 def _matches(region: Defect, defect: Defect) -> bool:
     return region.label == defect.label and boxes_overlap(region.bbox, defect.bbox)
