@@ -6,6 +6,8 @@ operator reading ``journalctl`` knows what to fix without a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 # sysexits.h: systemd and shell scripts understand these.
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -17,42 +19,40 @@ EX_CONFIG = 78
 
 
 class InspectorError(Exception):
-    """Base of every error the CLI turns into a one-line message and an exit code."""
+    """Base of every error the CLI turns into a one-line message and an exit code.
 
-    exit_code = EX_SOFTWARE
+    A subclass gives its code in its class line, ``class X(InspectorError,
+    exit_code=EX_CONFIG)``, so that declaring an error takes no body beyond its
+    docstring; one that gives none keeps its parent's.
+    """
+
+    exit_code: int = EX_SOFTWARE
+
+    def __init_subclass__(cls, *, exit_code: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
 
-class ConfigError(InspectorError):
+class ConfigError(InspectorError, exit_code=EX_CONFIG):
     """A configuration value is missing or invalid."""
 
-    exit_code = EX_CONFIG
 
-
-class ModelError(InspectorError):
+class ModelError(InspectorError, exit_code=EX_CONFIG):
     """A model file or its card is missing, inconsistent or unloadable."""
 
-    exit_code = EX_CONFIG
 
-
-class SourceError(InspectorError):
+class SourceError(InspectorError, exit_code=EX_NOINPUT):
     """A camera or video source cannot be opened or read."""
 
-    exit_code = EX_NOINPUT
 
-
-class DatasetError(InspectorError):
+class DatasetError(InspectorError, exit_code=EX_DATAERR):
     """A dataset folder or image cannot be used for training or evaluation."""
 
-    exit_code = EX_DATAERR
 
-
-class BrokerError(InspectorError):
+class BrokerError(InspectorError, exit_code=EX_UNAVAILABLE):
     """The MQTT broker cannot be reached or did not acknowledge in time."""
 
-    exit_code = EX_UNAVAILABLE
 
-
-class StorageError(InspectorError):
+class StorageError(InspectorError, exit_code=EX_IOERR):
     """Events could not be written to disk (a full or failing outbox disk)."""
-
-    exit_code = EX_IOERR

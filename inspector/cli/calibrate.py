@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from inspector.cli.output import print_summary
 from inspector.errors import ConfigError
 
 DESCRIPTION = """\
@@ -154,14 +154,12 @@ def run_camera(args: argparse.Namespace) -> int:
         "fy": model.camera_matrix[1, 1],
         "distortion": [round(float(v), 6) for v in model.distortion],
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{args.out}: {len(result.used)} boards ({len(result.skipped)} images without one), "
-            f"reprojection error {model.rms_px:.3f} px, {summary['mm_per_px']} mm/px",
-            file=sys.stderr,
-        )
+    print_summary(
+        summary,
+        f"{args.out}: {len(result.used)} boards ({len(result.skipped)} images without one), "
+        f"reprojection error {model.rms_px:.3f} px, {summary['mm_per_px']} mm/px",
+        args.json,
+    )
     return 0
 
 
@@ -179,15 +177,13 @@ def run_flat_field(args: argparse.Namespace) -> int:
         "saturated_pixels": report.saturated_pixels,
         "dead_pixels": report.dead_pixels,
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{args.out}: from {report.dark_frames} dark and {report.white_frames} white frames; "
-            f"{report.saturated_pixels} saturated and {report.dead_pixels} dead pixels left "
-            "uncorrected",
-            file=sys.stderr,
-        )
+    print_summary(
+        summary,
+        f"{args.out}: from {report.dark_frames} dark and {report.white_frames} white frames; "
+        f"{report.saturated_pixels} saturated and {report.dead_pixels} dead pixels left "
+        "uncorrected",
+        args.json,
+    )
     return 0
 
 
@@ -238,15 +234,12 @@ def run(args: argparse.Namespace) -> int:
         summary["fp32_test_accuracy"] = result.fp32["accuracy"]
         summary["int8_test_accuracy"] = result.int8["accuracy"]
         summary["accuracy_change"] = round(result.int8["accuracy"] - result.fp32["accuracy"], 4)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        line = f"{result.path}: INT8 ({result.method}) from {len(paths)} images"
-        if "accuracy_change" in summary:
-            line += (
-                f"; test accuracy {summary['fp32_test_accuracy']:.4f} (FP32) -> "
-                f"{summary['int8_test_accuracy']:.4f} (INT8), "
-                f"{summary['accuracy_change'] * 100:+.2f} points"
-            )
-        print(line, file=sys.stderr)
+    line = f"{result.path}: INT8 ({result.method}) from {len(paths)} images"
+    if "accuracy_change" in summary:
+        line += (
+            f"; test accuracy {summary['fp32_test_accuracy']:.4f} (FP32) -> "
+            f"{summary['int8_test_accuracy']:.4f} (INT8), "
+            f"{summary['accuracy_change'] * 100:+.2f} points"
+        )
+    print_summary(summary, line, args.json)
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from inspector.cli.arguments import positive_float, positive_int
+from inspector.cli.output import print_summary
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,13 +71,11 @@ def run(args: argparse.Namespace) -> int:
         "parts": info.parts,
         "defective_parts": info.defective_parts,
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{info.video}: {info.frames} frames {layout.width}x{layout.height} at {info.fps:g} "
-            f"fps ({info.codec}), {info.parts} parts of which {info.defective_parts} defective; "
-            f"truth in {info.truth}",
-            file=sys.stderr,
-        )
+    print_summary(
+        summary,
+        f"{info.video}: {info.frames} frames {layout.width}x{layout.height} at {info.fps:g} "
+        f"fps ({info.codec}), {info.parts} parts of which {info.defective_parts} defective; "
+        f"truth in {info.truth}",
+        args.json,
+    )
     return 0

@@ -71,6 +71,30 @@ class Engine(Protocol):
         ...
 
 
+class EngineBase:
+    """What every backend holds the same way: the card, the batch limit and the size check.
+
+    Shared so that a batch of the wrong size is refused in the same words whichever
+    backend the configuration picks.
+    """
+
+    def __init__(self, card: ModelCard, max_batch: int) -> None:
+        self._card = card
+        self._max_batch = max_batch
+
+    @property
+    def card(self) -> ModelCard:
+        return self._card
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    def _check_size(self, n: int) -> None:
+        if not 1 <= n <= self._max_batch:
+            raise ValueError(f"batch of {n} tiles; this engine takes 1..{self._max_batch}")
+
+
 @runtime_checkable
 class AsyncEngine(Engine, Protocol):
     """An engine that keeps several batches in flight (the TensorRT backend: one CUDA

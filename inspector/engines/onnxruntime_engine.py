@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from inspector.engines.base import Batch, Engine, EnginePlugin, EngineSettings, Scores
+from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import ModelCard
 from inspector.errors import ModelError
 
@@ -28,7 +28,7 @@ class OnnxRuntimeSettings(EngineSettings):
     threads: int = Field(default=0, ge=0, le=256, description="intra-op threads; 0 = all cores")
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(EngineBase):
     """One ``InferenceSession`` on the ``CPUExecutionProvider``."""
 
     def __init__(self, onnx_path: Path, card: ModelCard, threads: int, max_batch: int) -> None:
@@ -52,26 +52,16 @@ class OnnxRuntimeEngine:
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load the model: {first}") from None
+        super().__init__(card, max_batch)
         self._session: Any | None = session
-        self._card = card
-        self._max_batch = max_batch
         self._input = card.input.name
         self._output = card.output.name
-
-    @property
-    def card(self) -> ModelCard:
-        return self._card
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
 
     def infer(self, batch: Batch) -> Scores:
         if self._session is None:
             raise RuntimeError("infer() after close()")
         n = batch.shape[0]
-        if not 1 <= n <= self._max_batch:
-            raise ValueError(f"batch of {n} tiles; this engine takes 1..{self._max_batch}")
+        self._check_size(n)
         # run() releases the GIL and returns fresh arrays, so nothing we return
         # aliases the caller's reusable input buffer.
         (scores,) = self._session.run([self._output], {self._input: batch})

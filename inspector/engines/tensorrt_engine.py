@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 from pydantic import Field
 
-from inspector.engines.base import Batch, Engine, EnginePlugin, EngineSettings, Scores
+from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import ModelCard
 from inspector.engines.plan import (
     PlanMetadata,
@@ -62,7 +62,7 @@ class TensorRtSettings(EngineSettings):
 # --- the engine ----------------------------------------------------------------------------------
 
 
-class TensorRtEngine:
+class TensorRtEngine(EngineBase):
     """A TensorRT plan for this GPU, with ``contexts`` batches in flight.
 
     Not thread-safe: one inference thread calls ``infer`` or ``submit``/``collect``.
@@ -92,8 +92,7 @@ class TensorRtEngine:
         self._engine: Any = None
         self._runtime: Any = None
         self._logger: Any = None
-        self._card = card
-        self._max_batch = max_batch
+        super().__init__(card, max_batch)
         self._tile = (card.channels, card.input.height, card.input.width)
         self._tile_size = int(np.prod(self._tile))
         self._labels = len(card.labels)
@@ -208,14 +207,6 @@ class TensorRtEngine:
             cuda("cudaStreamSynchronize", stream)
 
     # --- the Engine protocol --------------------------------------------------------------------
-
-    @property
-    def card(self) -> ModelCard:
-        return self._card
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
 
     @property
     def plan(self) -> Path:
@@ -334,8 +325,7 @@ class TensorRtEngine:
             raise ValueError(
                 f"batch must be float32 (n, *{self._tile}), got {batch.dtype} {batch.shape}"
             )
-        if not 1 <= n <= self._max_batch:
-            raise ValueError(f"batch of {n} tiles; this engine takes 1..{self._max_batch}")
+        self._check_size(n)
         return int(n)
 
     def _enqueue(self, slot: Slot, n: int) -> None:

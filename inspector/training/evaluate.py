@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,15 @@ def fit_to_input(image: Image, card: ModelCard) -> Image:
 def batches(samples: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
     for start in range(0, len(samples), size):
         yield samples[start : start + size]
+
+
+class RunOptions(TypedDict, total=False):
+    """What :func:`evaluate_model` passes on to :func:`predict`, so predict's defaults are
+    written once."""
+
+    batch_size: int
+    threads: int
+    progress: bool
 
 
 def predict(
@@ -82,14 +91,9 @@ def verdict_labels(card: ModelCard, probabilities: npt.NDArray[np.float32]) -> l
 
 
 def evaluate_model(
-    onnx_path: Path,
-    dataset: Dataset,
-    part: str = "test",
-    batch_size: int = 32,
-    threads: int = 0,
-    progress: bool = False,
+    onnx_path: Path, dataset: Dataset, part: str = "test", **options: Unpack[RunOptions]
 ) -> dict[str, Any]:
-    card, probabilities, truth = predict(onnx_path, dataset, part, batch_size, threads, progress)
+    card, probabilities, truth = predict(onnx_path, dataset, part, **options)
     report = classification_report(truth, verdict_labels(card, probabilities), card.labels)
     report.update({"model": card.name, "dataset": dataset.name, "part": part})
     return report
