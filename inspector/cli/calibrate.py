@@ -12,7 +12,8 @@ from inspector.errors import ConfigError
 
 DESCRIPTION = """\
 Quantise MODEL.onnx to INT8 by static calibration: ONNX Runtime's quantiser writes
-a Q/DQ model (weights int8, symmetric, per channel) and its card. Activations:
+a Q/DQ model (weights int8, symmetric, per channel; the Gemm/MatMul head stays float)
+and its card. Activations:
 --target cpu (default) quantises them unsigned and asymmetric, which ONNX Runtime
 runs about twice as fast as FP32 on x86; --target portable quantises them signed
 and symmetric, the form TensorRT builds (`inspector build-engine`) and ONNX Runtime
