@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from inspector.engines.registry import PLUGINS, ModelSettings, default_model_settings
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
-from inspector.sections import Section
+from inspector.sections import Section, SinkSettings, StateFolder
 
 ENV_PREFIX = "INSPECTOR__"
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -276,6 +276,12 @@ def _describe(error: ValidationError, origin: str) -> str:
     return f"{origin}: {where}: {reason}{more}"
 
 
+def state_folder(line: str, base: Path) -> StateFolder:
+    """``$STATE_DIRECTORY`` under systemd, else ``state/`` beside the config file."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return StateFolder(Path(state), "") if state else StateFolder(base / "state", f"{line}-")
+
+
 def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
@@ -336,16 +342,20 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
             }
         )
         mqtt = mqtt.model_copy(update={"tls": tls})
+    state = state_folder(settings.line.id, base)
     outbox = settings.outbox
-    outbox_path = outbox.path
-    if outbox_path is None:
-        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-        outbox_path = (
-            Path(state) / "outbox.sqlite"
-            if state
-            else Path("state") / f"{settings.line.id}-outbox.sqlite"
-        )
-    outbox = outbox.model_copy(update={"path": _resolve(outbox_path, base)})
+    outbox_path = _resolve(outbox.path, base) if outbox.path else state.place("outbox.sqlite")
+    sinks = {
+        name: section.with_paths(base, state)
+        for name, section in settings
+        if isinstance(section, SinkSettings)
+    }
     return settings.model_copy(
-        update={"cameras": cameras, "model": model, "mqtt": mqtt, "outbox": outbox}
+        update={
+            **sinks,
+            "cameras": cameras,
+            "model": model,
+            "mqtt": mqtt,
+            "outbox": outbox.model_copy(update={"path": outbox_path}),
+        }
     )

@@ -6,6 +6,10 @@ layer all build on these, and import nothing else of the package through them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -16,7 +20,29 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True, slots=True)
+class StateFolder:
+    """Where the daemon keeps its files: ``$STATE_DIRECTORY`` under systemd (one daemon per
+    unit instance), else ``state/`` beside the config file with the line id in each name."""
+
+    folder: Path
+    prefix: str  # "" under systemd, "<line>-" in the shared state/ folder
+
+    def place(self, name: str) -> Path:
+        return self.folder / f"{self.prefix}{name}"
+
+
 class SinkSettings(Section):
     """A sink's section, ``[name]``: off unless the configuration turns it on."""
 
     enabled: bool = False
+
+    def with_paths(self, base: Path, state: StateFolder) -> Self:
+        """Relative paths taken from the config file's folder, ``base``; a sink whose files
+        have a default place fills it in here, under ``state``."""
+        update = {
+            name: base / value
+            for name, value in self
+            if isinstance(value, Path) and not value.is_absolute()
+        }
+        return self.model_copy(update=update)

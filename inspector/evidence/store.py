@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,15 @@ from inspector.frames import iso_utc, utc_now
 log = structlog.get_logger(__name__)
 
 __all__ = ["EvidenceItem", "EvidenceStore", "Kind"]
+
+
+def stored_paths(
+    camera: str, event_id: str, captured_at: datetime, names: Iterable[str]
+) -> list[str]:
+    """Where an event's pictures go, relative to the root: known before they are written, so
+    the event can name them (``<camera>/<UTC date>/<frame>-<run>-<name>``)."""
+    date = captured_at.astimezone(UTC).strftime("%Y-%m-%d")
+    return [f"{safe_name(camera)}/{date}/{event_stem(event_id)}-{name}" for name in names]
 
 
 class EvidenceStore:
@@ -155,9 +164,8 @@ class EvidenceStore:
         for name in files:
             if not NAME.fullmatch(name):
                 raise ValueError(f"evidence file name {name!r} is not a plain file name")
-        date = datetime.fromtimestamp(item.captured_epoch, UTC).strftime("%Y-%m-%d")
-        folder = f"{safe_name(item.camera)}/{date}/{event_stem(item.event_id)}"
-        paths = tuple(f"{folder}-{name}" for name in files)
+        captured = datetime.fromtimestamp(item.captured_epoch, UTC)
+        paths = tuple(stored_paths(item.camera, item.event_id, captured, files))
         size = sum(-(-len(data) // self._block) * self._block for data in files.values())
         item = replace(item, paths=paths, bytes=size)
         tile = -1 if item.tile is None else item.tile

@@ -90,7 +90,8 @@ class ResultAssembler:
             inferred[job.active] = True
         result = FrameResult(
             job.frame, tuple(regions), event, latency_ms, job.inferred,
-            grid=job.grid, tile_labels=labels, tile_scores=scores, tile_inferred=inferred,
+            grid=job.grid, tile_labels=labels, tile_probabilities=job.scores,
+            tile_inferred=inferred,
         )  # fmt: skip
         self.deliver(result)
 

@@ -36,10 +36,10 @@ class FrameResult:
     latency_ms: float  # capture to verdict
     tiles: int  # tiles inferred (those inside the product mask)
     grid: TileGrid | None = None  # where each tile lies in the frame
-    # Per tile of the grid, row-major: the defect label index or NO_DEFECT, the best defect
-    # class's probability, and whether it was inferred (False: outside the product mask).
+    # Per tile of the grid, row-major: the defect label index (or NO_DEFECT), every class's
+    # probability, and whether it was inferred (False: outside the product mask).
     tile_labels: npt.NDArray[np.intp] | None = None
-    tile_scores: npt.NDArray[np.float32] | None = None
+    tile_probabilities: npt.NDArray[np.float32] | None = None
     tile_inferred: npt.NDArray[np.bool_] | None = None
 
     @property
