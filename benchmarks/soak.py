@@ -63,7 +63,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = load_settings(args.config)
-    camera = settings.cameras[0].model_dump()
+    camera = settings.cameras[0].model_dump(mode="json")  # paths and enums as JSON strings
     camera.update(loop=True, realtime=True)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     broker_port, metrics_port = free_port(), free_port()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -24,100 +23,22 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inspector.capture.sources.base import Identifier
+
+# Re-exported (``as``): code written before sources were plugins imports these from here.
+from inspector.capture.sources.base import QueuePolicyName as QueuePolicyName
+from inspector.capture.sources.registry import PLUGINS as SOURCE_PLUGINS
+from inspector.capture.sources.registry import CameraSettings as CameraSettings
 from inspector.engines.registry import PLUGINS, ModelSettings, default_model_settings
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
 from inspector.sections import Section, SinkSettings, StateFolder
 
 ENV_PREFIX = "INSPECTOR__"
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class LineSettings(Section):
     id: Identifier = "line1"
-
-
-class QueuePolicyName(StrEnum):
-    AUTO = "auto"  # live sources drop the oldest frame, recordings block
-    DROP_OLDEST = "drop_oldest"
-    BLOCK = "block"
-
-
-FeatureValue = bool | int | float | str
-
-
-class CameraSettings(Section):
-    id: Identifier
-    type: Literal["auto", "gentl", "pylon"] = Field(
-        default="auto",
-        description="auto: OpenCV, by the form of source; gentl: a GenICam camera through a "
-        "GenTL producer (extra [genicam]); pylon: a Basler camera through pypylon",
-    )
-    source: str = Field(
-        min_length=1,
-        description="a video file, a device index ('0'), /dev/videoN, rtsp://… or http://…; "
-        "for gentl/pylon: serial:SN, name:USER-NAME or index:N",
-    )
-    cti: Path | None = Field(
-        default=None, description="the GenTL producer (.cti) of a gentl camera"
-    )
-    features: dict[str, FeatureValue] = Field(
-        default_factory=dict,
-        description="GenICam features set at start, e.g. ExposureTime = 5000.0, PixelFormat = "
-        "'Mono8', TriggerMode = 'On'",
-    )
-    software_trigger_hz: float | None = Field(
-        default=None, gt=0, description="fire TriggerSoftware at this rate (tests, bench setups)"
-    )
-    queue_size: int = Field(default=8, ge=1, le=1024)
-    policy: QueuePolicyName = QueuePolicyName.AUTO
-    realtime: bool = Field(
-        default=False, description="pace a recording at its own frame rate, as a live line would"
-    )
-    loop: bool = Field(
-        default=False, description="play a recording again at its end (soak tests, showrooms)"
-    )
-    width: int | None = Field(default=None, ge=1, description="requested live capture width")
-    height: int | None = Field(default=None, ge=1, description="requested live capture height")
-    fps: float | None = Field(default=None, gt=0, description="requested live frame rate")
-    open_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=5.0, gt=0)
-    calibration: Path | None = Field(
-        default=None, description="camera model from `inspector calibrate camera` (undistortion)"
-    )
-    flat_field: Path | None = Field(
-        default=None, description="correction from `inspector calibrate flat-field`"
-    )
-    mm_per_px: float | None = Field(
-        default=None, gt=0, description="scale on the conveyor; default: the calibration's"
-    )
-    roi_mask: Path | None = Field(
-        default=None,
-        description="mask image, white where the product is: tiles mostly outside are skipped",
-    )
-    conveyor_mm_per_frame: float | None = Field(
-        default=None, gt=0, description="belt travel per frame (encoder-triggered cameras)"
-    )
-    conveyor_mm_per_s: float | None = Field(
-        default=None, gt=0, description="belt speed (free-running cameras)"
-    )
-
-    @model_validator(mode="after")
-    def _gentl_needs_a_producer(self) -> CameraSettings:
-        if self.type == "gentl" and self.cti is None:
-            raise ValueError("a gentl camera needs cti = the GenTL producer file (.cti)")
-        if self.type != "auto" and not self.source.startswith(("serial:", "name:", "index:")):
-            raise ValueError(
-                f"a {self.type} camera's source is serial:SN, name:USER-NAME or index:N, "
-                f"got {self.source!r}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _one_conveyor_speed(self) -> CameraSettings:
-        if self.conveyor_mm_per_frame is not None and self.conveyor_mm_per_s is not None:
-            raise ValueError("give conveyor_mm_per_frame or conveyor_mm_per_s, not both")
-        return self
 
 
 class TilingSettings(Section):
@@ -264,6 +185,8 @@ def _describe(error: ValidationError, origin: str) -> str:
     loc = first["loc"]
     if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in PLUGINS:
         loc = loc[:1] + loc[2:]  # the backend's union tag: model.threads, not model.onnxruntime...
+    if loc[:1] == ("cameras",) and len(loc) > 2 and loc[2] in SOURCE_PLUGINS:
+        loc = loc[:2] + loc[3:]  # the kind's union tag: cameras.0.width, not cameras.0.usb.width
     where = ".".join(str(part) for part in loc) or "(top level)"
     # Name the environment variable when the bad value came from one, not the file.
     for depth in range(len(loc), 0, -1):
@@ -284,13 +207,6 @@ def state_folder(line: str, base: Path) -> StateFolder:
 
 def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
-
-
-def resolve_source(source: str, base: Path) -> str:
-    """A relative file path in ``source`` is relative to the config file's folder."""
-    if source.isdigit() or "://" in source or source.startswith("/"):
-        return source
-    return str(base / source)
 
 
 def load_settings(path: Path, **overrides: Any) -> Settings:
@@ -316,21 +232,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         raise ConfigError(_describe(exc, str(path))) from None
 
     base = path.resolve().parent
-    cameras = [
-        camera.model_copy(
-            update={
-                "source": resolve_source(camera.source, base)
-                if camera.type == "auto"
-                else camera.source,
-                **{
-                    name: _resolve(value, base)
-                    for name in ("calibration", "flat_field", "cti", "roi_mask")
-                    if (value := getattr(camera, name)) is not None
-                },
-            }
-        )
-        for camera in settings.cameras
-    ]
+    cameras = [camera.resolve_paths(base) for camera in settings.cameras]
     model = settings.model.model_copy(update={"path": _resolve(settings.model.path, base)})
     mqtt = settings.mqtt
     if mqtt.tls is not None:
@@ -346,7 +248,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     outbox = settings.outbox
     outbox_path = _resolve(outbox.path, base) if outbox.path else state.place("outbox.sqlite")
     sinks = {
-        name: section.with_paths(base, state)
+        name: section.resolve_paths(base, state)
         for name, section in settings
         if isinstance(section, SinkSettings)
     }

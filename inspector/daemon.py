@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import structlog
 
-from inspector.capture.opencv_source import create_source
+from inspector.capture.sources.registry import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
 from inspector.errors import InspectorError, SourceError

@@ -19,6 +19,16 @@ class Section(BaseModel):
     # A typo in a key must fail loudly, not be silently ignored on a line PC.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def resolve_paths(self, base: Path, state: StateFolder | None = None) -> Self:
+        """Relative ``Path`` options taken from ``base``, the config file's folder. A section
+        whose files have a default place overrides this to fill it in under ``state``."""
+        update = {
+            name: base / value
+            for name, value in self
+            if isinstance(value, Path) and not value.is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
+
 
 @dataclass(frozen=True, slots=True)
 class StateFolder:
@@ -36,13 +46,3 @@ class SinkSettings(Section):
     """A sink's section, ``[name]``: off unless the configuration turns it on."""
 
     enabled: bool = False
-
-    def with_paths(self, base: Path, state: StateFolder) -> Self:
-        """Relative paths taken from the config file's folder, ``base``; a sink whose files
-        have a default place fills it in here, under ``state``."""
-        update = {
-            name: base / value
-            for name, value in self
-            if isinstance(value, Path) and not value.is_absolute()
-        }
-        return self.model_copy(update=update)

@@ -9,22 +9,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from inspector.capture.capture_thread import CaptureThread
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
-from inspector.capture.opencv_source import (
-    RtspSource,
-    UsbSource,
-    VideoFileSource,
-    create_source,
-)
 from inspector.capture.source import Grab
-from inspector.config import CameraSettings
+from inspector.capture.sources.base import SourceSettings
+from inspector.capture.sources.file import VideoFileSource
+from inspector.capture.sources.registry import create_source, parse_camera_settings
+from inspector.capture.sources.rtsp import RtspSource
+from inspector.capture.sources.usb import UsbSource
 from inspector.errors import SourceError
 
 
-def camera(source: str, **extra: object) -> CameraSettings:
-    return CameraSettings.model_validate({"id": "cam0", "source": source, **extra})
+def camera(source: str, **extra: object) -> SourceSettings:
+    return parse_camera_settings(id="cam0", source=source, **extra)
 
 
 def write_video(path: Path, frames: int, fps: float = 20.0) -> None:
@@ -47,6 +46,7 @@ def drain(frames: FrameQueue) -> list[int]:
         ("0", UsbSource),
         ("/dev/video3", UsbSource),
         ("rtsp://10.0.0.5/stream1", RtspSource),
+        ("http://10.0.0.5/video.mjpg", RtspSource),
         ("/data/line.mp4", VideoFileSource),
         ("line.mkv", VideoFileSource),
     ],
@@ -56,8 +56,8 @@ def test_source_type_follows_the_form_of_source(source: str, kind: type) -> None
 
 
 def test_unknown_url_scheme_is_refused() -> None:
-    with pytest.raises(SourceError, match="unsupported source URL scheme: ftp://x"):
-        create_source(camera("ftp://x"))
+    with pytest.raises(ValidationError, match="unsupported source URL scheme: ftp://x"):
+        camera("ftp://x")
 
 
 def test_absent_usb_camera_fails_to_open_with_its_name() -> None:
@@ -70,7 +70,7 @@ def test_recording_plays_every_frame_with_its_index(tmp_path: Path) -> None:
     write_video(tmp_path / "v.mp4", 15)
     source = create_source(camera(str(tmp_path / "v.mp4")))
     source.open()
-    assert not source.live
+    assert not source.live and not source.paced
     frames = FrameQueue(100, QueuePolicy.BLOCK)
     thread = CaptureThread("cam0", source, frames, threading.Event())
     thread.run()  # in this thread: ends with the recording
@@ -91,11 +91,12 @@ def test_a_looping_recording_plays_again_with_ids_counting_on(tmp_path: Path) ->
 
 def test_realtime_recording_is_paced_at_its_frame_rate(tmp_path: Path) -> None:
     write_video(tmp_path / "v.mp4", 10, fps=20.0)  # 10 frames at 20 fps: >= 0.45 s
-    source = create_source(camera(str(tmp_path / "v.mp4")))
+    source = create_source(camera(str(tmp_path / "v.mp4"), realtime=True))
+    assert source.paced
     source.open()
     frames = FrameQueue(100, QueuePolicy.BLOCK)
     started = time.monotonic()
-    CaptureThread("cam0", source, frames, threading.Event(), realtime=True).run()
+    CaptureThread("cam0", source, frames, threading.Event()).run()
     assert time.monotonic() - started >= 0.44
     assert len(drain(frames)) == 10
 
@@ -105,6 +106,7 @@ class UnpluggedCamera:
 
     description = "test camera"
     live = True
+    paced = False
     lost = 0
 
     def __init__(self) -> None:

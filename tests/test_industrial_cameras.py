@@ -21,7 +21,9 @@ import pytest
 from models import build_color_model
 
 from inspector.capture.industrial import LostFrames, to_bgr
-from inspector.config import CameraSettings
+from inspector.capture.sources.gentl import GenTlSettings, GenTlSource
+from inspector.capture.sources.pylon import PylonSettings, PylonSource
+from inspector.capture.sources.registry import parse_camera_settings
 from inspector.engines.card import load_model, write_card
 from inspector.errors import ConfigError
 
@@ -85,18 +87,20 @@ def test_lost_frames_come_from_block_id_gaps_and_incomplete_buffers() -> None:
 
 
 def test_a_gentl_camera_needs_a_producer_and_a_selector() -> None:
-    with pytest.raises(ValueError, match="needs cti"):
-        CameraSettings(id="c", type="gentl", source="serial:1")
+    with pytest.raises(ValueError, match=r"gentl\.cti\n  Field required"):
+        parse_camera_settings(id="c", type="gentl", source="serial:1")
     with pytest.raises(ValueError, match="serial:SN, name:USER-NAME or index:N"):
-        CameraSettings(id="c", type="gentl", cti=Path("x.cti"), source="1")
+        parse_camera_settings(id="c", type="gentl", cti=Path("x.cti"), source="1")
+    with pytest.raises(ValueError, match="a pylon camera's source is serial:SN"):
+        PylonSettings(id="c", source="/dev/video0")
+    camera = parse_camera_settings(id="c", type="gentl", cti="x.cti", source="name:top")
+    assert isinstance(camera, GenTlSettings) and camera.cti == Path("x.cti")
 
 
 @needs_genicam
 def test_gentl_source_uses_the_cameras_block_ids_and_features() -> None:
-    from inspector.capture.gentl_source import GenTlSource
-
-    settings = CameraSettings(
-        id="cam0", type="gentl", cti=viky(), source="serial:1",
+    settings = GenTlSettings(
+        id="cam0", cti=viky(), source="serial:1",
         features={"AcquisitionFrameRate": 50.0},
     )  # fmt: skip
     source = GenTlSource(settings)
@@ -124,11 +128,7 @@ def test_gentl_source_uses_the_cameras_block_ids_and_features() -> None:
     ],
 )
 def test_bad_features_are_clear_errors(features: dict[str, Any], message: str) -> None:
-    from inspector.capture.gentl_source import GenTlSource
-
-    settings = CameraSettings(
-        id="cam0", type="gentl", cti=viky(), source="index:0", features=features
-    )
+    settings = GenTlSettings(id="cam0", cti=viky(), source="index:0", features=features)
     with pytest.raises(ConfigError, match=message):
         GenTlSource(settings).open()
 
@@ -197,11 +197,10 @@ def test_the_daemon_inspects_a_software_triggered_pylon_camera(
 def test_a_triggered_camera_waits_without_faults(monkeypatch: pytest.MonkeyPatch) -> None:
     from inspector.capture.capture_thread import CaptureThread
     from inspector.capture.frame_queue import FrameQueue, QueuePolicy
-    from inspector.capture.pylon_source import PylonSource
 
     monkeypatch.setenv("PYLON_CAMEMU", "1")
-    settings = CameraSettings(
-        id="cam0", type="pylon", source="index:0", read_timeout_s=0.2,
+    settings = PylonSettings(
+        id="cam0", source="index:0", read_timeout_s=0.2,
         features={"TriggerMode": "On", "TriggerSource": "Software"},
     )  # fmt: skip
     source = PylonSource(settings)  # no software trigger: nothing comes, as between parts

@@ -518,7 +518,7 @@ def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
 ) -> None:
     import cv2
 
-    from inspector.capture.opencv_source import create_source
+    from inspector.capture.sources.registry import create_source
     from inspector.config import Settings
     from inspector.engines.base import AsyncEngine
     from inspector.pipeline.runner import Camera, Pipeline

@@ -23,7 +23,9 @@ from inspector.acceptance.report import ReplayRun, build_report
 from inspector.acceptance.scoring import reported_defects
 from inspector.acceptance.thumbnails import save_thumbnails
 from inspector.acceptance.truth import load_truth, truth_path
-from inspector.config import AcceptanceSettings, QueuePolicyName, Settings
+from inspector.capture.sources.base import QueuePolicyName
+from inspector.capture.sources.file import FileSettings
+from inspector.config import AcceptanceSettings, Settings
 from inspector.daemon import run_pipeline
 from inspector.engines.card import load_model
 from inspector.errors import SourceError
@@ -65,13 +67,16 @@ class AckClock:
 
 
 def replay_settings(settings: Settings, video: Path, realtime: bool) -> Settings:
-    """The first camera's settings with the recording as its source, and only that camera.
+    """The first camera, whatever its kind, as a recording of ``video`` with the same id,
+    calibration and belt: and only that camera.
 
     ``--realtime`` plays the file at its frame rate and drops the oldest frame when
     inference falls behind, as a live camera would; otherwise the replay is lossless.
+    The file plays once (a config's ``loop`` would never let the replay end).
     """
-    camera = settings.cameras[0].model_copy(
-        update={
+    camera = FileSettings.model_validate(
+        {
+            **settings.cameras[0].common(),
             "source": str(video),
             "realtime": realtime,
             "policy": QueuePolicyName.DROP_OLDEST if realtime else QueuePolicyName.BLOCK,

@@ -38,7 +38,6 @@ class CaptureThread(threading.Thread):
         source: FrameSource,
         frames: FrameQueue,
         stop: threading.Event,
-        realtime: bool = False,
         on_state: StateListener | None = None,
         correct: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
@@ -47,7 +46,6 @@ class CaptureThread(threading.Thread):
         self.source = source
         self.frames = frames
         self.stop_event = stop
-        self.realtime = realtime
         self.captured = 0
         self.errors = 0  # failed reads and reopen attempts
         self.reconnects = 0  # successful reopens after a loss
@@ -85,7 +83,7 @@ class CaptureThread(threading.Thread):
             self.frames.close()
 
     def _loop(self) -> None:
-        fps = self.source.nominal_fps() if self.realtime else None
+        fps = self.source.nominal_fps() if self.source.paced else None
         period_ns = int(1e9 / fps) if fps else 0
         started_ns = time.monotonic_ns()
         while not self.stop_event.is_set():

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inspector.capture.gentl_source import HARVESTERS, _selector
 from inspector.capture.industrial import parse_selector
-from inspector.capture.pylon_source import _pylon, find_device
+from inspector.capture.sources.gentl import HARVESTERS, _selector
+from inspector.capture.sources.pylon import _pylon, find_device
 from inspector.errors import SourceError
 
 # GenApi EInterfaceType -> a word for the listing; categories, ports and registers are not

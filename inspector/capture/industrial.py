@@ -1,16 +1,47 @@
-"""What GenTL and pylon cameras share: pixel formats to the model's pixels in one pass,
-lost-frame bookkeeping from block IDs, and the camera selector of the config."""
+"""What GenTL and pylon cameras share: their options (features, software trigger, fetch
+timeout, the camera selector), pixel formats to the model's pixels in one pass and
+lost-frame bookkeeping from block IDs."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Self
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
+from inspector.capture.sources.base import SourceSettings
 from inspector.errors import SourceError
 from inspector.frames import Image
+
+FeatureValue = bool | int | float | str
+_SELECTORS = ("serial:", "name:", "index:")
+
+
+class IndustrialSettings(SourceSettings):
+    """The options of a GenICam camera, whichever stack (GenTL, pylon) opens it."""
+
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="GenICam features set at start, e.g. ExposureTime = 5000.0, PixelFormat = "
+        "'Mono8', TriggerMode = 'On'",
+    )
+    software_trigger_hz: float | None = Field(
+        default=None, gt=0, description="fire TriggerSoftware at this rate (tests, bench setups)"
+    )
+    read_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _a_selector(self) -> Self:
+        if not self.source.startswith(_SELECTORS):
+            raise ValueError(
+                f"a {self.type} camera's source is serial:SN, name:USER-NAME or index:N, "
+                f"got {self.source!r}"
+            )
+        return self
+
 
 # Pixel format (GenICam SFNC names) -> OpenCV conversion into BGR, or None for Mono8 (gray).
 CONVERSIONS: dict[str, int | None] = {

@@ -1,7 +1,8 @@
 """The one small protocol every camera type implements.
 
-A new camera type (GenICam, pylon, a test pattern) is one new class with
-these four methods; nothing downstream knows which kind produced a frame.
+A new camera type (a test pattern, a vendor SDK) is one new class with these
+methods, in its own module of :mod:`inspector.capture.sources`; nothing
+downstream knows which kind produced a frame.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class FrameSource(Protocol):
 
     live: bool
     """True for cameras (frames go stale, drop the oldest); False for recordings."""
+
+    paced: bool
+    """True where the capture thread paces the frames at ``nominal_fps`` (a recording played
+    as the live line would deliver it); a camera paces itself."""
 
     @property
     def lost(self) -> int:

@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     producers = list(args.cti)
     if args.config is not None:
+        from inspector.capture.sources.gentl import GenTlSettings
         from inspector.config import load_settings
 
         settings = load_settings(args.config)
-        producers += [c.cti for c in settings.cameras if c.type == "gentl" and c.cti]
+        producers += [c.cti for c in settings.cameras if isinstance(c, GenTlSettings)]
         args.pylon = args.pylon or any(c.type == "pylon" for c in settings.cameras)
     if not producers and not args.pylon:
         raise ConfigError("cameras: give --cti PRODUCER.cti, --pylon, or a --config with cameras")

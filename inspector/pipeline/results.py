@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.config import CameraSettings
+from inspector.capture.sources.registry import CameraSettings
 from inspector.engines.card import ModelCard
 from inspector.frames import utc_now
 from inspector.pipeline.batcher import Batch, FrameJob

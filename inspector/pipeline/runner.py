@@ -19,7 +19,9 @@ import structlog
 from inspector.capture.capture_thread import CaptureThread
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.capture.source import FrameSource
-from inspector.config import CameraSettings, QueuePolicyName, Settings
+from inspector.capture.sources.base import QueuePolicyName
+from inspector.capture.sources.registry import CameraSettings
+from inspector.config import Settings
 from inspector.engines import Engine
 from inspector.engines.normalize import TileNormalizer
 from inspector.errors import InspectorError
@@ -101,7 +103,6 @@ class Pipeline:
                 camera.source,
                 frames,
                 self.stop_event,
-                realtime=camera.settings.realtime,
                 on_state=self._camera_state,
                 correct=camera.corrector,
             )

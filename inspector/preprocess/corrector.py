@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from inspector.config import CameraSettings
+from inspector.capture.sources.registry import CameraSettings
 from inspector.errors import SourceError
 from inspector.frames import Image
 from inspector.preprocess.calibration_files import (

@@ -8,9 +8,11 @@ cameras that wait without it being a fault, a software trigger for test benches.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from inspector.capture.industrial import (
+    FeatureValue,
+    IndustrialSettings,
     LostFrames,
     TriggerPacer,
     first_line,
@@ -19,8 +21,14 @@ from inspector.capture.industrial import (
     trigger_mode_on,
 )
 from inspector.capture.source import Grab, NoFrameYet
-from inspector.config import CameraSettings, FeatureValue
+from inspector.capture.sources.base import SourcePlugin
 from inspector.errors import ConfigError, SourceError
+
+
+class PylonSettings(IndustrialSettings):
+    """``type = "pylon"``: a Basler camera through pylon's own stack."""
+
+    type: Literal["pylon"] = "pylon"
 
 
 def _pylon() -> tuple[Any, Any]:
@@ -69,8 +77,9 @@ def find_device(factory: Any, source: str) -> Any:
 
 class PylonSource:
     live = True
+    paced = False
 
-    def __init__(self, settings: CameraSettings) -> None:
+    def __init__(self, settings: PylonSettings) -> None:
         self.settings = settings
         self.description = f"pylon {settings.source}"
         self._camera: Any | None = None
@@ -168,3 +177,6 @@ class PylonSource:
                 self._camera.Close()
             finally:
                 self._camera = None
+
+
+PLUGIN = SourcePlugin(PylonSettings, PylonSource)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from inspector.capture.industrial import (
+    FeatureValue,
+    IndustrialSettings,
     LostFrames,
     TriggerPacer,
     first_line,
@@ -22,11 +26,18 @@ from inspector.capture.industrial import (
     trigger_mode_on,
 )
 from inspector.capture.source import Grab, NoFrameYet
-from inspector.config import CameraSettings, FeatureValue
+from inspector.capture.sources.base import SourcePlugin
 from inspector.errors import ConfigError, SourceError
 
 # GenICam access modes (GenApi EAccessMode).
 _RW, _WO = 4, 2
+
+
+class GenTlSettings(IndustrialSettings):
+    """``type = "gentl"``: a GenICam camera through its vendor's GenTL producer."""
+
+    type: Literal["gentl"] = "gentl"
+    cti: Path = Field(description="the GenTL producer (.cti) of a gentl camera")
 
 
 def apply_features(node_map: Any, features: dict[str, FeatureValue], camera: str) -> None:
@@ -89,9 +100,9 @@ HARVESTERS = _Harvesters()
 
 class GenTlSource:
     live = True
+    paced = False
 
-    def __init__(self, settings: CameraSettings) -> None:
-        assert settings.cti is not None
+    def __init__(self, settings: GenTlSettings) -> None:
         self.settings = settings
         self.cti = settings.cti
         self.description = f"{settings.source} via {settings.cti.name}"
@@ -199,3 +210,6 @@ def _timestamp_ns(buffer: Any) -> int | None:
     except Exception:  # GenTL NotAvailable: the device has no clock to share
         return None
     return value or None
+
+
+PLUGIN = SourcePlugin(GenTlSettings, GenTlSource)

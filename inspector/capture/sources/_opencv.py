@@ -1,0 +1,61 @@
+"""What the OpenCV kinds (file, usb, rtsp/http) share: one ``cv2.VideoCapture``."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+
+from inspector.capture.source import Grab
+from inspector.capture.sources.base import SourceSettings
+from inspector.errors import SourceError
+
+SettingsT = TypeVar("SettingsT", bound=SourceSettings)
+
+
+class OpenCvSource(Generic[SettingsT]):
+    """One cv2.VideoCapture; subclasses say how to open it."""
+
+    live = True
+    paced = False
+    lost = 0  # OpenCV does not say when a camera skipped a frame
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+        self.description = settings.source
+        self._capture: cv2.VideoCapture | None = None
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        raise NotImplementedError
+
+    @property
+    def is_open(self) -> bool:
+        return self._capture is not None
+
+    def open(self) -> None:
+        self.close()
+        capture = self._open_capture()
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"camera {self.settings.id}: cannot open {self.description}")
+        self._capture = capture
+
+    def grab(self) -> Grab | None:
+        if self._capture is None:
+            raise SourceError(f"camera {self.settings.id}: {self.description} is not open")
+        ok, image = self._capture.read()
+        if not ok or image is None:
+            raise SourceError(f"camera {self.settings.id}: {self.description} delivered no frame")
+        return Grab(image=np.asarray(image, dtype=np.uint8))
+
+    def nominal_fps(self) -> float | None:
+        if self._capture is None:
+            return None
+        fps = float(self._capture.get(cv2.CAP_PROP_FPS))
+        return fps if fps > 0 else None
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
