@@ -52,9 +52,6 @@ def run_pipeline(
     cameras: list[Camera] = []
     opened: list[Sink] = []
     try:
-        started = time.perf_counter()
-        engine.warmup()  # before READY: the first part at the line must not pay for it
-        log.info("engine_ready", warmup_ms=round((time.perf_counter() - started) * 1e3, 1))
         for camera_settings in settings.cameras:
             corrector, mm_per_px = camera_corrections(camera_settings)
             source = create_source(camera_settings)
@@ -74,6 +71,11 @@ def run_pipeline(
         sinks = FanOut([*opened, *extra_sinks])
         if on_ack is not None:
             sinks.add_ack_listener(on_ack)
+        # After everything that checks configuration, before READY: the first part at the
+        # line must not pay for it, and a mistake in the config must not wait for it.
+        started = time.perf_counter()
+        engine.warmup()
+        log.info("engine_ready", warmup_ms=round((time.perf_counter() - started) * 1e3, 1))
     except BaseException:
         for camera in cameras:
             camera.source.close()

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,11 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
 
 
 def metric(port: int, name: str) -> float | None:
-    status, text = get(f"http://127.0.0.1:{port}/metrics")
+    """The metric's value; None where it is absent, or the endpoint is not up yet."""
+    try:
+        status, text = get(f"http://127.0.0.1:{port}/metrics")
+    except urllib.error.URLError:
+        return None
     assert status == 200
     for line in text.splitlines():
         if line.startswith(name + "{"):

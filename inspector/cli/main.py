@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         build_engine,
         calibrate,
         cameras,
+        dataset,
         evaluate,
         make_recording,
         replay,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         build_engine,
         bench,
         cameras,
+        dataset,
     ):
         module.register(commands)
     return parser

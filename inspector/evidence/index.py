@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, DatasetError
 
 Kind = Literal["event", "uncertain"]
 
@@ -85,6 +85,20 @@ class Index:
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{path}: cannot open the evidence index: {exc}") from None
+
+    @classmethod
+    def read_only(cls, path: Path) -> Index:
+        """The index of a store another process may be writing (a running daemon's): no
+        lock, no schema change, only reads."""
+        index = cls.__new__(cls)
+        try:
+            index._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            index._db.execute("SELECT count(*) FROM items").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise DatasetError(f"{path}: cannot read the evidence index: {exc}") from None
+        return index
 
     def paths_of(self, kind: Kind, event_id: str, tile: int) -> list[str] | None:
         row = self._db.execute(

@@ -13,7 +13,7 @@ from inspector.capture.sources.registry import CameraSettings
 from inspector.engines.card import ModelCard
 from inspector.frames import utc_now
 from inspector.pipeline.batcher import Batch, FrameJob
-from inspector.pipeline.events import defect_event
+from inspector.pipeline.events import defect_event, event_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
 from inspector.pipeline.stats import PipelineStats
 from inspector.sinks.base import FrameResult
@@ -88,8 +88,9 @@ class ResultAssembler:
         if job.active is not None:
             inferred[:] = False
             inferred[job.active] = True
+        frame_event_id = event_id(self.line, job.frame.camera_id, self.run_id, job.frame.frame_id)
         result = FrameResult(
-            job.frame, tuple(regions), event, latency_ms, job.inferred,
+            job.frame, tuple(regions), event, latency_ms, job.inferred, event_id=frame_event_id,
             grid=job.grid, tile_labels=labels, tile_probabilities=job.scores,
             tile_inferred=inferred,
         )  # fmt: skip

@@ -41,6 +41,13 @@ class MqttSettings(SinkSettings):
         default=30.0, gt=0, description="how long a finishing run waits for the broker's acks"
     )
     stats_interval_s: float = Field(default=5.0, gt=0)
+    snapshot_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="at most one retained line/<line>/snapshot/<camera> JPEG per camera in "
+        "this many seconds (the latest annotated defect frame); 0 = none",
+    )
+    snapshot_width: int = Field(default=640, ge=64, le=8192)
 
     @field_validator("host")
     @classmethod

@@ -35,6 +35,7 @@ class FrameResult:
     event: Mapping[str, Any] | None
     latency_ms: float  # capture to verdict
     tiles: int  # tiles inferred (those inside the product mask)
+    event_id: str = ""  # the id its event has, or would have had (line/camera/run/frame)
     grid: TileGrid | None = None  # where each tile lies in the frame
     # Per tile of the grid, row-major: the defect label index (or NO_DEFECT), every class's
     # probability, and whether it was inferred (False: outside the product mask).

@@ -143,14 +143,22 @@ class FanOut:
         return {w.sink.name: (w.errors, w.dropped) for w in self._workers}
 
     def metrics(self) -> dict[str, list[SinkMetric]]:
-        """Per sink that measures itself: its figures (a failing sink's are left out)."""
+        """Per sink: the figures it measures itself (left out where that fails), and for a
+        best-effort sink the work it lost, ``inspector_<name>_dropped``."""
         report: dict[str, list[SinkMetric]] = {}
         for worker in self._workers:
+            name, figures = worker.sink.name, []
+            if not worker.sink.lossless:
+                doc = f"Results the {name} sink lost because it fell behind"
+                figures.append(SinkMetric(f"inspector_{name}_dropped", doc, "counter",
+                                          worker.dropped))  # fmt: skip
             if isinstance(worker.sink, MeasuredSink):
                 try:
-                    report[worker.sink.name] = list(worker.sink.metrics())
+                    figures += worker.sink.metrics()
                 except Exception as exc:
-                    log.warning("sink_metrics_failed", sink=worker.sink.name, error=str(exc))
+                    log.warning("sink_metrics_failed", sink=name, error=str(exc))
+            if figures:
+                report[name] = figures
         return report
 
     def add_ack_listener(self, listener: AckListener) -> None:

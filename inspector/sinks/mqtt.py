@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from inspector.errors import BrokerError, StorageError
+from inspector.evidence.pictures import annotate_frame, encode_jpeg
 from inspector.publishing.acks import AckListener
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
@@ -35,6 +36,7 @@ class MqttSink:
         self._durable = DurableSink(self.publisher, outbox) if outbox is not None else None
         self._target: MqttPublisher | DurableSink = self._durable or self.publisher
         self._listeners: list[AckListener] = []
+        self._snapshot_at: dict[str, float] = {}  # camera -> time.monotonic() of its last
 
     @classmethod
     def open(cls, settings: MqttSettings, config: Settings) -> MqttSink:
@@ -72,6 +74,18 @@ class MqttSink:
     def frame_result(self, result: FrameResult) -> None:
         if result.event is not None:
             self._target.publish_event(result.event)
+            self._snapshot(result)
+
+    def _snapshot(self, result: FrameResult) -> None:
+        """The latest annotated defect frame, retained, at most once per interval per camera:
+        encoding is the costly part, and a dashboard wants the newest picture, not each."""
+        interval, camera = self.settings.snapshot_interval_s, result.frame.camera_id
+        now = time.monotonic()
+        if not interval or now - self._snapshot_at.get(camera, -interval) < interval:
+            return
+        self._snapshot_at[camera] = now
+        picture = annotate_frame(result.frame.image, result.regions, self.settings.snapshot_width)
+        self.publisher.publish_snapshot(camera, encode_jpeg(picture))
 
     def camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
         self._target.publish_camera_status(camera, status)
