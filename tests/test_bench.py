@@ -45,7 +45,7 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
 
     result = subprocess.run(
         [sys.executable, "-m", "inspector", "bench", "--config", str(config),
-         "--int8", str(int8), "--seconds", "0.5", "--rounds", "2", "--json"],
+         "--int8", str(int8), "--evidence", "--seconds", "0.5", "--rounds", "2", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -59,6 +59,9 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
     assert report["int8_vs_fp32"] == pytest.approx(int8_ratio, rel=2e-3)
     assert report["detail"]["pipeline"]["tiles"] == 30 * 8  # the whole recording, every tile
     assert report["detail"]["int8_pipeline"]["tiles"] == 30 * 8
+    assert report["detail"]["pipeline_evidence"]["tiles"] == 30 * 8
+    with_pictures = report["pipeline_evidence_tiles_per_s"] / report["pipeline_tiles_per_s"]
+    assert report["evidence_cost"] == pytest.approx(1 - with_pictures, abs=2e-3)
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
     assert report["rounds"] == 2
     for name in ("engine", "pipeline", "int8_engine", "int8_pipeline"):

@@ -31,6 +31,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.errors import SourceError
 from inspector.frames import Image
 from inspector.pipeline.stats import percentiles
+from inspector.sinks.evidence import EvidenceSettings
 from inspector.tiling import Tiler
 
 _WARMUP_RUNS = 3
@@ -174,3 +175,11 @@ def without_corrections(settings: Settings) -> Settings:
         for camera in settings.cameras
     ]
     return settings.model_copy(update={"cameras": cameras})
+
+
+def with_evidence(settings: Settings, root: Path) -> Settings:
+    """The same settings with the evidence sink on, writing under ``root``."""
+    # A plugin section, added to the settings by the sink registry: not a declared field.
+    section = getattr(settings, "evidence", None) or EvidenceSettings()
+    on = section.model_copy(update={"enabled": True, "path": root})
+    return settings.model_copy(update={"evidence": on})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,8 @@ threads (model.threads):
 and their ratios. With --int8 MODEL the engine and pipeline are measured again on
 that model, and int8_vs_fp32 is the ratio of the engine figures. When a camera has
 calibration files, the pipeline is measured again without them: correction_cost.
+With --evidence the pipeline is measured again with the [evidence] sink on (pictures
+of every defect event into a temporary folder): evidence_cost.
 
 A shared machine drifts by several per cent within a minute, so every measurement
 is repeated --rounds times, interleaved (engine, pipeline, ..., engine, pipeline, ...),
@@ -55,6 +59,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--int8", type=Path, metavar="MODEL", help="an INT8 (Q/DQ) model too")
     parser.add_argument(
+        "--evidence", action="store_true", help="the pipeline with the evidence sink on too"
+    )
+    parser.add_argument(
         "--seconds", type=float, default=10.0, help="per engine/naive measurement (default 10)"
     )
     parser.add_argument(
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         naive_throughput,
         pipeline_throughput,
         sample_tiles,
+        with_evidence,
         with_model,
         without_corrections,
     )
@@ -100,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if has_corrections(settings):
         bare = without_corrections(settings)
         measurements["pipeline_uncorrected"] = lambda: pipeline_throughput(bare)
+    if args.evidence:
+        evidence_root = Path(tempfile.mkdtemp(prefix="inspector-bench-evidence-"))
+        evidence = with_evidence(settings, evidence_root)
+        measurements["pipeline_evidence"] = lambda: pipeline_throughput(evidence)
     if args.int8 is not None:
         int8_settings = with_model(settings, args.int8)
         measurements["int8_engine"] = lambda: engine_throughput(int8_settings, tiles, args.seconds)
@@ -134,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         uncorrected = typical["pipeline_uncorrected"].tiles_per_s
         result["pipeline_uncorrected_tiles_per_s"] = round(uncorrected, 1)
         result["correction_cost"] = round(1 - pipeline.tiles_per_s / uncorrected, 3)
+    if "pipeline_evidence" in typical:
+        shutil.rmtree(evidence_root, ignore_errors=True)
+        with_pictures = typical["pipeline_evidence"].tiles_per_s
+        result["pipeline_evidence_tiles_per_s"] = round(with_pictures, 1)
+        result["evidence_cost"] = round(1 - with_pictures / pipeline.tiles_per_s, 3)
     if args.int8 is not None:
         int8_engine, int8_pipeline = typical["int8_engine"], typical["int8_pipeline"]
         result.update(
@@ -183,6 +200,13 @@ def _table(result: dict[str, Any]) -> str:
             f"  corrections (flat-field, undistortion) cost {result['correction_cost']:.1%} "
             f"of pipeline throughput ({result['pipeline_uncorrected_tiles_per_s']:.1f} tiles/s "
             f"without {spread('pipeline_uncorrected')})"
+        )
+    if "evidence_cost" in result:
+        lines.append(
+            f"  evidence (crops and annotated frames of every event) cost "
+            f"{result['evidence_cost']:.1%} of pipeline throughput "
+            f"({result['pipeline_evidence_tiles_per_s']:.1f} tiles/s with it "
+            f"{spread('pipeline_evidence')})"
         )
     if "int8_vs_fp32" in result:
         lines += [
