@@ -33,6 +33,7 @@ from inspector.engines.registry import PLUGINS, ModelSettings, default_model_set
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
 from inspector.sections import Section, SinkSettings, StateFolder
+from inspector.textfiles import read_text
 
 ENV_PREFIX = "INSPECTOR__"
 
@@ -216,12 +217,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     to the file's own folder, so ``/etc/inspector/line1.toml`` can name its
     neighbours, and the repository's ``config.toml`` runs from anywhere.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    text = read_text(path, ConfigError, "config file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -1,17 +1,20 @@
 """What GenTL and pylon cameras share: their options (features, software trigger, fetch
-timeout, the camera selector), pixel formats to the model's pixels in one pass and
-lost-frame bookkeeping from block IDs."""
+timeout, the camera selector), pixel formats to the model's pixels in one pass,
+lost-frame bookkeeping from block IDs, and :class:`IndustrialSource`, the order of
+opening, grabbing and closing that both sources follow around their vendor's calls."""
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
 
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
+from inspector.capture.source import Grab, NoFrameYet
 from inspector.capture.sources.base import SourceSettings
 from inspector.errors import SourceError
 from inspector.frames import Image
@@ -128,3 +131,131 @@ class TriggerPacer:
         if delay > 0:
             time.sleep(delay)
         self._next = time.monotonic() + self.period_s
+
+
+SettingsT = TypeVar("SettingsT", bound=IndustrialSettings)
+
+
+class IndustrialSource(ABC, Generic[SettingsT]):
+    """A GenICam camera opened through a vendor's stack: the steps every such source takes,
+    in order, around the vendor's calls, which a subclass supplies.
+
+    ``device`` is whatever the vendor hands back for an opened camera (a harvesters image
+    acquirer, a pylon InstantCamera); ``buffer`` what one fetch returns.
+    """
+
+    live = True
+    paced = False
+
+    def __init__(self, settings: SettingsT, description: str) -> None:
+        self.settings = settings
+        self.description = description
+        self._device: Any | None = None
+        self._lost = LostFrames()
+        self._triggered = trigger_mode_on(settings.features)
+        hz = settings.software_trigger_hz
+        self._pacer = TriggerPacer(hz) if hz is not None else None
+
+    @property
+    def lost(self) -> int:
+        return self._lost.lost
+
+    @property
+    def is_open(self) -> bool:
+        return self._device is not None
+
+    def _fault(self, reason: str) -> SourceError:
+        return SourceError(f"camera {self.settings.id}: {reason}")
+
+    def _cannot_open(self, exc: BaseException) -> SourceError:
+        return self._fault(f"cannot open {self.settings.source}: {first_line(exc)}")
+
+    def open(self) -> None:
+        self.close()
+        device = self._connect()
+        try:
+            self._start(device)
+        except BaseException:
+            self._discard(device)
+            raise
+        self._device = device
+        self._lost.restart()
+
+    def grab(self) -> Grab | None:
+        device = self._device
+        if device is None:
+            raise self._fault(f"{self.description} is not open")
+        if self._pacer is not None:
+            self._pacer.due()
+            self._trigger(device)
+        try:
+            buffer = self._fetch(device)
+        except Exception as exc:  # device removed, stream error
+            raise self._fault(f"{self.description}: {first_line(exc)}") from None
+        if buffer is None:
+            if self._triggered:
+                raise NoFrameYet()
+            raise self._fault(f"no frame within {self.settings.read_timeout_s:g} s")
+        try:  # convert first, then hand the buffer back to the camera's pool at once
+            block_id = self._block_id(buffer)
+            if block_id is None:
+                self._lost.incomplete()
+                raise NoFrameYet()
+            self._lost.seen(block_id)
+            image = to_bgr(*self._pixels(device, buffer))
+            timestamp = self._timestamp_ns(buffer)
+        finally:
+            self._release(buffer)
+        return Grab(image=image, frame_id=block_id, timestamp_ns=timestamp)
+
+    def nominal_fps(self) -> float | None:
+        return None if self._device is None else self._frame_rate(self._device)
+
+    def close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            self._stop(device)
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """The opened camera, or SourceError (ConfigError for a missing SDK or producer)."""
+
+    @abstractmethod
+    def _start(self, device: Any) -> None:
+        """Set the configured features and start acquiring."""
+
+    @abstractmethod
+    def _discard(self, device: Any) -> None:
+        """Release a camera whose start failed."""
+
+    @abstractmethod
+    def _trigger(self, device: Any) -> None:
+        """Fire one software trigger."""
+
+    @abstractmethod
+    def _fetch(self, device: Any) -> Any | None:
+        """The next buffer, or None when none came within ``read_timeout_s``."""
+
+    @abstractmethod
+    def _block_id(self, buffer: Any) -> int | None:
+        """The buffer's block ID, or None when the buffer is incomplete."""
+
+    @abstractmethod
+    def _pixels(self, device: Any, buffer: Any) -> tuple[np.ndarray, int, int, str]:
+        """The buffer's data, width, height and pixel format, for :func:`to_bgr`."""
+
+    @abstractmethod
+    def _timestamp_ns(self, buffer: Any) -> int | None:
+        """The camera's own clock at capture, where it has one."""
+
+    @abstractmethod
+    def _release(self, buffer: Any) -> None:
+        """Hand the buffer back to the camera."""
+
+    @abstractmethod
+    def _frame_rate(self, device: Any) -> float | None:
+        """The frame rate the camera declares, where it declares one."""
+
+    @abstractmethod
+    def _stop(self, device: Any) -> None:
+        """Stop acquiring and release the camera."""

@@ -18,6 +18,7 @@ import onnx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from inspector.errors import ModelError
+from inspector.textfiles import read_text
 
 SCHEMA: Final = "inspector.model/1"
 DEFAULT_THRESHOLD = 0.5
@@ -150,12 +151,7 @@ def write_card(card: ModelCard, onnx_path: Path) -> ModelCard:
 
 def read_card(path: Path) -> ModelCard:
     """Parse and validate one card file, or raise one ``<path>: <field>: <reason>`` line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model card not found (it must sit beside the .onnx)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read model card: {exc}") from None
+    text = read_text(path, ModelError, "model card", " (it must sit beside the .onnx)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -15,17 +15,13 @@ import :mod:`inspector.config` (it imports them).
 
 from __future__ import annotations
 
-import importlib
-import operator
-import pkgutil
 from collections.abc import Iterable, Mapping
-from functools import reduce
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BeforeValidator, Discriminator, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from inspector.engines.base import EnginePlugin, EngineSettings
+from inspector.plugins import TableParser, known_names, module_plugins, tagged_union
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -46,35 +42,22 @@ def discover(
 ) -> dict[str, EnginePlugin[Any]]:
     """Import every module of ``package`` (a folder for a large backend counts too) and map
     each ``PLUGIN``'s backend name to it, sorted by name."""
-    if path is None:
-        path = importlib.import_module(package).__path__
     found: dict[str, EnginePlugin[Any]] = {}
-    for info in pkgutil.iter_modules(list(path)):
-        if info.name.startswith("_") or f"{package}.{info.name}" == __name__:
-            continue
-        module = importlib.import_module(f"{package}.{info.name}")
-        plugin = getattr(module, "PLUGIN", None)
-        if plugin is None:
-            continue
-        if not isinstance(plugin, EnginePlugin):
-            raise TypeError(f"{module.__name__}.PLUGIN is not an EnginePlugin")
+    for module, plugin in module_plugins(package, EnginePlugin, path, skip=__name__):
         if plugin.backend in found:
             raise TypeError(
                 f"backend {plugin.backend!r} is declared twice: by "
-                f"{found[plugin.backend].settings.__module__} and {module.__name__}"
+                f"{found[plugin.backend].settings.__module__} and {module}"
             )
         found[plugin.backend] = plugin
     return dict(sorted(found.items()))
 
 
-def _known(plugins: Mapping[str, EnginePlugin[Any]]) -> str:
-    return ", ".join(repr(name) for name in plugins)
+PLUGINS: Mapping[str, EnginePlugin[Any]] = discover()
 
 
 def model_settings_union(plugins: Mapping[str, EnginePlugin[Any]]) -> Any:
     """``Annotated[A | B | ..., Discriminator("backend"), <default + unknown check>]``."""
-    if not plugins:
-        raise TypeError("no engine backend found (no module defines PLUGIN)")
 
     def default_backend(value: Any) -> Any:
         if isinstance(value, Mapping):
@@ -83,30 +66,24 @@ def model_settings_union(plugins: Mapping[str, EnginePlugin[Any]]) -> Any:
                 raise PydanticCustomError(
                     "unknown_backend",
                     "unknown backend {backend}; known backends: {known}",
-                    {"backend": repr(backend), "known": _known(plugins)},
+                    {"backend": repr(backend), "known": known_names(plugins)},
                 )
             return {**value, "backend": backend}
         return value
 
-    members: Any = reduce(operator.or_, [p.settings for p in plugins.values()])
-    return Annotated[members, Discriminator("backend"), BeforeValidator(default_backend)]
+    return tagged_union(plugins.values(), "backend", default_backend, kind="engine backend")
 
 
-PLUGINS: Mapping[str, EnginePlugin[Any]] = discover()
-
-if TYPE_CHECKING:
-    # What every backend's settings share; a backend's own fields need its class (isinstance).
-    ModelSettings: TypeAlias = EngineSettings
-else:
+# What mypy sees is what every backend's settings share; a backend's own fields need its
+# class (isinstance). At run time it is the union of the backends.
+ModelSettings: TypeAlias = EngineSettings
+if not TYPE_CHECKING:
     ModelSettings = model_settings_union(PLUGINS)
 
-_ADAPTER: TypeAdapter[EngineSettings] = TypeAdapter(ModelSettings)
 
-
-def parse_model_settings(data: Mapping[str, Any] | None = None, **fields: Any) -> EngineSettings:
-    """Validate a ``[model]`` table into its backend's settings (``backend`` absent: the
-    default); raises :class:`pydantic.ValidationError`."""
-    return _ADAPTER.validate_python({**(data or {}), **fields})
+parse_model_settings = TableParser[EngineSettings](ModelSettings)
+"""Validate a ``[model]`` table into its backend's settings (``backend`` absent: the
+default); raises :class:`pydantic.ValidationError`."""
 
 
 def default_model_settings() -> EngineSettings:

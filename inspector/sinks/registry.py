@@ -8,14 +8,13 @@ else is edited: ``load_settings`` adds the section, the daemon opens the sink wh
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from inspector.errors import ConfigError
+from inspector.plugins import module_plugins
 from inspector.sections import SinkSettings
 from inspector.sinks.base import Sink
 
@@ -43,11 +42,8 @@ def unregister(name: str) -> None:
 
 def sink_plugins() -> dict[str, SinkPlugin]:
     found: dict[str, SinkPlugin] = {}
-    package = importlib.import_module(__package__ or "inspector.sinks")
-    for info in pkgutil.iter_modules(package.__path__):
-        plugin = getattr(importlib.import_module(f"{package.__name__}.{info.name}"), "PLUGIN", None)
-        if isinstance(plugin, SinkPlugin):
-            found[plugin.name] = plugin
+    for _, plugin in module_plugins(__package__ or "inspector.sinks", SinkPlugin, skip=__name__):
+        found[plugin.name] = plugin
     for point in entry_points(group="inspector.sinks"):
         try:
             plugin = point.load()

@@ -18,16 +18,12 @@ from pydantic import Field
 from inspector.capture.industrial import (
     FeatureValue,
     IndustrialSettings,
-    LostFrames,
-    TriggerPacer,
+    IndustrialSource,
     first_line,
     parse_selector,
-    to_bgr,
-    trigger_mode_on,
 )
-from inspector.capture.source import Grab, NoFrameYet
 from inspector.capture.sources.base import SourcePlugin
-from inspector.errors import ConfigError, SourceError
+from inspector.errors import ConfigError
 
 # GenICam access modes (GenApi EAccessMode).
 _RW, _WO = 4, 2
@@ -98,118 +94,78 @@ class _Harvesters:
 HARVESTERS = _Harvesters()
 
 
-class GenTlSource:
-    live = True
-    paced = False
-
+class GenTlSource(IndustrialSource[GenTlSettings]):
     def __init__(self, settings: GenTlSettings) -> None:
-        self.settings = settings
+        super().__init__(settings, f"{settings.source} via {settings.cti.name}")
         self.cti = settings.cti
-        self.description = f"{settings.source} via {settings.cti.name}"
-        self._acquirer: Any | None = None
-        self._lost = LostFrames()
-        self._triggered = trigger_mode_on(settings.features)
-        hz = settings.software_trigger_hz
-        self._pacer = TriggerPacer(hz) if hz is not None else None
 
-    @property
-    def lost(self) -> int:
-        return self._lost.lost
-
-    @property
-    def is_open(self) -> bool:
-        return self._acquirer is not None
-
-    def open(self) -> None:
-        self.close()
+    def _connect(self) -> Any:
         harvester = HARVESTERS.refresh(self.cti)
         devices = harvester.device_info_list
         kind, value = parse_selector(self.settings.source)
         try:
             if kind == "index":
-                acquirer = harvester.create(int(value))
-            else:
-                acquirer = harvester.create(_selector(self.settings.source))
+                return harvester.create(int(value))
+            return harvester.create(_selector(self.settings.source))
         except (ValueError, IndexError) as exc:
-            raise SourceError(
-                f"camera {self.settings.id}: {self.settings.source} not among the "
+            raise self._fault(
+                f"{self.settings.source} not among the "
                 f"{len(devices)} devices of {self.cti.name} ({first_line(exc)})"
             ) from None
         except Exception as exc:
-            raise SourceError(
-                f"camera {self.settings.id}: cannot open {self.settings.source}: {first_line(exc)}"
-            ) from None
-        try:
-            apply_features(
-                acquirer.remote_device.node_map, self.settings.features, self.settings.id
-            )
-            acquirer.start()
-        except BaseException:
-            acquirer.destroy()
-            raise
-        self._acquirer = acquirer
-        self._lost.restart()
+            raise self._cannot_open(exc) from None
 
-    def _fire_trigger(self) -> None:
-        if self._pacer is None or self._acquirer is None:
-            return
-        self._pacer.due()
-        self._acquirer.remote_device.node_map.TriggerSoftware.execute()
+    def _start(self, device: Any) -> None:
+        apply_features(device.remote_device.node_map, self.settings.features, self.settings.id)
+        device.start()
 
-    def grab(self) -> Grab | None:
-        if self._acquirer is None:
-            raise SourceError(f"camera {self.settings.id}: {self.description} is not open")
-        self._fire_trigger()
+    def _discard(self, device: Any) -> None:
+        device.destroy()
+
+    def _trigger(self, device: Any) -> None:
+        device.remote_device.node_map.TriggerSoftware.execute()
+
+    def _fetch(self, device: Any) -> Any | None:
         try:
-            buffer = self._acquirer.fetch(timeout=self.settings.read_timeout_s)
+            return device.fetch(timeout=self.settings.read_timeout_s)
         except Exception as exc:
             if type(exc).__name__ == "TimeoutException":
-                if self._triggered:
-                    raise NoFrameYet() from None
-                raise SourceError(
-                    f"camera {self.settings.id}: no frame within {self.settings.read_timeout_s:g} s"
-                ) from None
-            raise SourceError(
-                f"camera {self.settings.id}: {self.description}: {first_line(exc)}"
-            ) from None
-        with buffer:  # requeued on leaving the block: convert first, then hand it back
-            module = buffer.module
-            block_id = int(module.frame_id)
-            if not module.is_complete():
-                self._lost.incomplete()
-                raise NoFrameYet()
-            self._lost.seen(block_id)
-            component = buffer.payload.components[0]
-            image = to_bgr(
-                component.data, int(component.width), int(component.height),
-                str(component.data_format),
-            )  # fmt: skip
-            timestamp = _timestamp_ns(buffer)
-        return Grab(image=image, frame_id=block_id, timestamp_ns=timestamp)
+                return None
+            raise
 
-    def nominal_fps(self) -> float | None:
-        if self._acquirer is None:
+    def _block_id(self, buffer: Any) -> int | None:
+        module = buffer.module
+        block_id = int(module.frame_id)
+        return block_id if module.is_complete() else None
+
+    def _pixels(self, device: Any, buffer: Any) -> tuple[Any, int, int, str]:
+        component = buffer.payload.components[0]
+        return (
+            component.data, int(component.width), int(component.height),
+            str(component.data_format),
+        )  # fmt: skip
+
+    def _timestamp_ns(self, buffer: Any) -> int | None:
+        try:
+            value = int(buffer.timestamp_ns)
+        except Exception:  # GenTL NotAvailable: the device has no clock to share
             return None
-        node_map = self._acquirer.remote_device.node_map
+        return value or None
+
+    def _release(self, buffer: Any) -> None:
+        buffer.queue()  # what leaving ``with buffer`` does
+
+    def _frame_rate(self, device: Any) -> float | None:
+        node_map = device.remote_device.node_map
         if node_map.has_node("AcquisitionFrameRate"):
             return float(node_map.AcquisitionFrameRate.value)
         return None
 
-    def close(self) -> None:
-        if self._acquirer is not None:
-            try:
-                self._acquirer.stop()
-            finally:
-                self._acquirer.destroy()
-                self._acquirer = None
-
-
-def _timestamp_ns(buffer: Any) -> int | None:
-    try:
-        value = int(buffer.timestamp_ns)
-    except Exception:  # GenTL NotAvailable: the device has no clock to share
-        return None
-    return value or None
+    def _stop(self, device: Any) -> None:
+        try:
+            device.stop()
+        finally:
+            device.destroy()
 
 
 PLUGIN = SourcePlugin(GenTlSettings, GenTlSource)

@@ -13,16 +13,12 @@ from typing import Any, Literal
 from inspector.capture.industrial import (
     FeatureValue,
     IndustrialSettings,
-    LostFrames,
-    TriggerPacer,
+    IndustrialSource,
     first_line,
     parse_selector,
-    to_bgr,
-    trigger_mode_on,
 )
-from inspector.capture.source import Grab, NoFrameYet
 from inspector.capture.sources.base import SourcePlugin
-from inspector.errors import ConfigError, SourceError
+from inspector.errors import ConfigError
 
 
 class PylonSettings(IndustrialSettings):
@@ -75,108 +71,70 @@ def find_device(factory: Any, source: str) -> Any:
     return None
 
 
-class PylonSource:
-    live = True
-    paced = False
-
+class PylonSource(IndustrialSource[PylonSettings]):
     def __init__(self, settings: PylonSettings) -> None:
-        self.settings = settings
-        self.description = f"pylon {settings.source}"
-        self._camera: Any | None = None
-        self._lost = LostFrames()
-        self._triggered = trigger_mode_on(settings.features)
-        hz = settings.software_trigger_hz
-        self._pacer = TriggerPacer(hz) if hz is not None else None
+        super().__init__(settings, f"pylon {settings.source}")
 
-    @property
-    def lost(self) -> int:
-        return self._lost.lost
-
-    @property
-    def is_open(self) -> bool:
-        return self._camera is not None
-
-    def open(self) -> None:
-        self.close()
+    def _connect(self) -> Any:
         pylon, _ = _pylon()
         factory = pylon.TlFactory.GetInstance()
-        device = find_device(factory, self.settings.source)
-        if device is None:
-            raise SourceError(f"camera {self.settings.id}: no pylon camera {self.settings.source}")
+        info = find_device(factory, self.settings.source)
+        if info is None:
+            raise self._fault(f"no pylon camera {self.settings.source}")
         try:
-            camera = pylon.InstantCamera(factory.CreateDevice(device))
+            camera = pylon.InstantCamera(factory.CreateDevice(info))
             camera.Open()
         except Exception as exc:
-            raise SourceError(
-                f"camera {self.settings.id}: cannot open {self.settings.source}: {first_line(exc)}"
-            ) from None
-        try:
-            apply_features(camera.GetNodeMap(), self.settings.features, self.settings.id)
-            camera.StartGrabbing(pylon.GrabStrategy_OneByOne)
-        except BaseException:
-            camera.Close()
-            raise
-        self._camera = camera
-        self._lost.restart()
+            raise self._cannot_open(exc) from None
+        return camera
 
-    def _fire_trigger(self) -> None:
-        if self._pacer is None or self._camera is None:
-            return
+    def _start(self, device: Any) -> None:
         pylon, _ = _pylon()
-        self._pacer.due()
-        timeout_ms = int(self.settings.read_timeout_s * 1000)
-        if self._camera.WaitForFrameTriggerReady(timeout_ms, pylon.TimeoutHandling_Return):
-            self._camera.ExecuteSoftwareTrigger()
+        apply_features(device.GetNodeMap(), self.settings.features, self.settings.id)
+        device.StartGrabbing(pylon.GrabStrategy_OneByOne)
 
-    def grab(self) -> Grab | None:
-        if self._camera is None:
-            raise SourceError(f"camera {self.settings.id}: {self.description} is not open")
+    def _discard(self, device: Any) -> None:
+        device.Close()
+
+    def _trigger(self, device: Any) -> None:
         pylon, _ = _pylon()
-        self._fire_trigger()
-        try:
-            result = self._camera.RetrieveResult(
-                int(self.settings.read_timeout_s * 1000), pylon.TimeoutHandling_Return
-            )
-        except Exception as exc:  # device removed, stream error
-            raise SourceError(
-                f"camera {self.settings.id}: {self.description}: {first_line(exc)}"
-            ) from None
-        if not result.IsValid():
-            if self._triggered:
-                raise NoFrameYet()
-            raise SourceError(
-                f"camera {self.settings.id}: no frame within {self.settings.read_timeout_s:g} s"
-            )
-        try:
-            block_id = int(result.BlockID)
-            if not result.GrabSucceeded():
-                self._lost.incomplete()
-                raise NoFrameYet()
-            self._lost.seen(block_id)
-            pixel_format = str(self._camera.GetNodeMap().GetNode("PixelFormat").ToString())
-            image = to_bgr(result.Array, result.Width, result.Height, pixel_format)
-            timestamp = int(result.TimeStamp) or None
-        finally:
-            result.Release()  # back to the camera's buffer pool at once
-        return Grab(image=image, frame_id=block_id, timestamp_ns=timestamp)
+        if device.WaitForFrameTriggerReady(self._timeout_ms, pylon.TimeoutHandling_Return):
+            device.ExecuteSoftwareTrigger()
 
-    def nominal_fps(self) -> float | None:
-        if self._camera is None:
-            return None
+    def _fetch(self, device: Any) -> Any | None:
+        pylon, _ = _pylon()
+        result = device.RetrieveResult(self._timeout_ms, pylon.TimeoutHandling_Return)
+        return result if result.IsValid() else None
+
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.settings.read_timeout_s * 1000)
+
+    def _block_id(self, buffer: Any) -> int | None:
+        block_id = int(buffer.BlockID)
+        return block_id if buffer.GrabSucceeded() else None
+
+    def _pixels(self, device: Any, buffer: Any) -> tuple[Any, int, int, str]:
+        pixel_format = str(device.GetNodeMap().GetNode("PixelFormat").ToString())
+        return buffer.Array, buffer.Width, buffer.Height, pixel_format
+
+    def _timestamp_ns(self, buffer: Any) -> int | None:
+        return int(buffer.TimeStamp) or None
+
+    def _release(self, buffer: Any) -> None:
+        buffer.Release()
+
+    def _frame_rate(self, device: Any) -> float | None:
         for name in ("AcquisitionFrameRate", "AcquisitionFrameRateAbs"):
             try:
-                return float(self._camera.GetNodeMap().GetNode(name).GetValue())
+                return float(device.GetNodeMap().GetNode(name).GetValue())
             except Exception:
                 continue
         return None
 
-    def close(self) -> None:
-        if self._camera is not None:
-            try:
-                self._camera.StopGrabbing()
-                self._camera.Close()
-            finally:
-                self._camera = None
+    def _stop(self, device: Any) -> None:
+        device.StopGrabbing()
+        device.Close()
 
 
 PLUGIN = SourcePlugin(PylonSettings, PylonSource)

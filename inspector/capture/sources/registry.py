@@ -15,19 +15,15 @@ Source modules are imported by the configuration, so they keep vendor SDKs
 
 from __future__ import annotations
 
-import importlib
-import operator
-import pkgutil
 from collections.abc import Iterable, Mapping
-from functools import reduce
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BeforeValidator, Discriminator, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from inspector.capture.source import FrameSource
 from inspector.capture.sources.base import SourcePlugin, SourceSettings, infer_type
 from inspector.errors import SourceError
+from inspector.plugins import TableParser, known_names, module_plugins, tagged_union
 
 __all__ = [
     "PLUGINS",
@@ -47,36 +43,23 @@ def discover(
 ) -> dict[str, SourcePlugin[Any]]:
     """Import every module of ``package`` and map each type name of each ``PLUGIN`` to it
     (one plugin may answer to several, as rtsp and http), sorted by name."""
-    if path is None:
-        path = importlib.import_module(package).__path__
     found: dict[str, SourcePlugin[Any]] = {}
-    for info in pkgutil.iter_modules(list(path)):
-        if info.name.startswith("_") or f"{package}.{info.name}" == __name__:
-            continue
-        module = importlib.import_module(f"{package}.{info.name}")
-        plugin = getattr(module, "PLUGIN", None)
-        if plugin is None:
-            continue
-        if not isinstance(plugin, SourcePlugin):
-            raise TypeError(f"{module.__name__}.PLUGIN is not a SourcePlugin")
+    for module, plugin in module_plugins(package, SourcePlugin, path, skip=__name__):
         for name in plugin.types:
             if name in found or name == _INFER:
                 claimed = found[name].settings.__module__ if name in found else "the registry"
                 raise TypeError(
-                    f"camera type {name!r} is declared twice: by {claimed} and {module.__name__}"
+                    f"camera type {name!r} is declared twice: by {claimed} and {module}"
                 )
             found[name] = plugin
     return dict(sorted(found.items()))
 
 
-def _known(plugins: Mapping[str, SourcePlugin[Any]]) -> str:
-    return ", ".join(repr(name) for name in plugins)
+PLUGINS: Mapping[str, SourcePlugin[Any]] = discover()
 
 
 def camera_settings_union(plugins: Mapping[str, SourcePlugin[Any]]) -> Any:
     """``Annotated[A | B | ..., Discriminator("type"), <inference + unknown check>]``."""
-    if not plugins:
-        raise TypeError("no camera source found (no module defines PLUGIN)")
 
     def fill_in_type(value: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -96,29 +79,23 @@ def camera_settings_union(plugins: Mapping[str, SourcePlugin[Any]]) -> Any:
             raise PydanticCustomError(
                 "unknown_camera_type",
                 "unknown camera type {type}; known types: {known}",
-                {"type": repr(kind), "known": _known(plugins)},
+                {"type": repr(kind), "known": known_names(plugins)},
             )
         return {**value, "type": kind}
 
-    members: Any = reduce(operator.or_, dict.fromkeys(p.settings for p in plugins.values()))
-    return Annotated[members, Discriminator("type"), BeforeValidator(fill_in_type)]
+    return tagged_union(plugins.values(), "type", fill_in_type, kind="camera source")
 
 
-PLUGINS: Mapping[str, SourcePlugin[Any]] = discover()
-
-if TYPE_CHECKING:
-    # What every kind's settings share; a kind's own fields need its class (isinstance).
-    CameraSettings: TypeAlias = SourceSettings
-else:
+# What mypy sees is what every kind's settings share; a kind's own fields need its class
+# (isinstance). At run time it is the union of the kinds.
+CameraSettings: TypeAlias = SourceSettings
+if not TYPE_CHECKING:
     CameraSettings = camera_settings_union(PLUGINS)
 
-_ADAPTER: TypeAdapter[SourceSettings] = TypeAdapter(CameraSettings)
 
-
-def parse_camera_settings(data: Mapping[str, Any] | None = None, **fields: Any) -> SourceSettings:
-    """Validate one ``[[cameras]]`` table into its kind's settings (``type`` absent: inferred
-    from ``source``); raises :class:`pydantic.ValidationError`."""
-    return _ADAPTER.validate_python({**(data or {}), **fields})
+parse_camera_settings = TableParser[SourceSettings](CameraSettings)
+"""Validate one ``[[cameras]]`` table into its kind's settings (``type`` absent: inferred
+from ``source``); raises :class:`pydantic.ValidationError`."""
 
 
 def create_source(settings: SourceSettings) -> FrameSource:
@@ -127,6 +104,6 @@ def create_source(settings: SourceSettings) -> FrameSource:
     if plugin is None or not isinstance(settings, plugin.settings):
         raise SourceError(
             f"camera {settings.id}: type {settings.type!r}: unknown camera type, known types: "
-            f"{_known(PLUGINS)}"
+            f"{known_names(PLUGINS)}"
         )
     return plugin.create(settings)
