@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 from models import build_color_model
@@ -91,7 +93,9 @@ def test_every_event_has_pictures_that_show_it(tmp_path: Path, mosquitto: Broker
         events.close()
     root = tmp_path / "evidence"
     assert sorted(e["frame_id"] for e in received) == list(range(frames))
+    schema = json.loads(resources.files("inspector").joinpath("schemas/defect-1.json").read_text())
     for event in received:
+        jsonschema.validate(event, schema)
         evidence = event["evidence"]
         assert len(evidence["crops"]) == len(event["defects"]) == 1
         for crop_path, defect in zip(evidence["crops"], event["defects"], strict=True):
