@@ -176,3 +176,35 @@ def test_every_slot_holds_its_own_tile(tile_size: int, masked: bool) -> None:
                 np.testing.assert_allclose(batch.buffer[span.offset + k], expected, atol=1e-5)
                 checked += 1
     assert checked == len(frames) * (4 if masked else 6)
+
+
+def test_an_idle_engine_gets_a_partial_batch_at_once_a_busy_one_waits() -> None:
+    """The adaptive rule: tiles wait for company only while the engine is busy."""
+    engine_idle = threading.Event()
+    queues, batcher, collector = make_batcher(["cam0"], max_batch=8, max_wait_ms=3_000)
+    batcher.engine_idle = engine_idle.is_set
+    thread = BatcherThread(batcher)
+    thread.start()
+    try:
+        engine_idle.set()
+        sent = time.monotonic()
+        queues["cam0"].put(make_frame("cam0", 0))  # 2 tiles of a batch of 8
+        deadline = time.monotonic() + 2.5  # well inside max_wait: only idleness sends it
+        while not collector.batches and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert [b.size for b in collector.batches] == [2]
+        assert collector.times[0] - sent < 2.5
+        engine_idle.clear()  # busy: the next frames wait for more tiles or for max_wait
+        queues["cam0"].put(make_frame("cam0", 1))
+        time.sleep(0.3)
+        assert len(collector.batches) == 1
+        engine_idle.set()  # it frees up: the batcher is woken and sends what it holds
+        with batcher.ready:
+            batcher.ready.notify_all()
+        deadline = time.monotonic() + 2.5
+        while len(collector.batches) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert [b.size for b in collector.batches] == [2, 2]
+    finally:
+        queues["cam0"].close()
+        thread.join(5)

@@ -14,8 +14,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "evaluate",
         help="evaluate an ONNX model on a dataset",
         description=(
-            "Run MODEL.onnx with ONNX Runtime, exactly as the daemon does (same preprocessing, "
-            "same thresholds from the card), over a dataset's test part, and report accuracy, "
+            "Run MODEL.onnx on the engine the line uses (--backend, --precision), exactly as "
+            "the daemon does (same preprocessing, same thresholds from the card), over a "
+            "dataset's test part, and report accuracy, "
             "per-class precision/recall/F1 and the confusion matrix."
         ),
         epilog=(
@@ -34,7 +35,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--seed", type=int, default=0, help="split seed (must match training's)")
     parser.add_argument("--ok-label", help="the defect-free class of a folder dataset")
     parser.add_argument("--batch", type=int, default=32, help="images per engine call")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all)")
+    parser.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
+    parser.add_argument(
+        "--backend",
+        default="onnxruntime",
+        help="the engine the line uses: onnxruntime (default), openvino, tensorrt",
+    )
+    parser.add_argument(
+        "--precision", help="openvino: f32, bf16 or int8; tensorrt: fp32, fp16 or int8"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(func=run)
 
@@ -51,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         threads=args.threads,
         progress=not args.json and sys.stderr.isatty(),
+        backend=args.backend,
+        precision=args.precision,
     )
     if args.json:
         print(json.dumps(report))

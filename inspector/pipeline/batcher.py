@@ -89,8 +89,11 @@ TileWriter = Callable[[int, int, FloatArray], object]  # (first, count, out): ti
 class Batcher:
     """Pulls frames, tiles and normalises them into batch buffers, hands full batches on.
 
-    ``emit(None)`` is sent once, after every queue is finished and the last
-    partial batch has been emitted.
+    Adaptive: an idle engine (``engine_idle()``) gets the open batch at once, with whatever
+    tiles are waiting; tiles accumulate only while the engine is busy, and ``max_wait_ms``
+    bounds only that wait. So a quiet line sees the latency of one frame's inference, and
+    a busy one full batches. ``emit(None)`` is sent once, after every queue is finished
+    and the last partial batch has been emitted.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Batcher:
         max_wait_ms: float,
         emit: BatchSink,
         masks: dict[str, TileMask] | None = None,
+        engine_idle: Callable[[], bool] = lambda: False,
     ) -> None:
         if not queues:
             raise ValueError("a batcher needs at least one frame queue")
@@ -117,6 +121,7 @@ class Batcher:
         self.max_wait_ns = int(max_wait_ms * 1e6)
         self.emit = emit
         self.masks = masks or {}
+        self.engine_idle = engine_idle
         self._next_queue = 0
         self._batch: Batch | None = None
 
@@ -126,12 +131,19 @@ class Batcher:
             frame = self._wait_for_frame(timeout)
             if frame is not None:
                 self._add(frame)
+                if self._idle_engine_waits() and not any(q.depth for q in self.queues):
+                    self._flush()  # nothing else to add now: the idle engine takes what is here
             elif all(q.finished for q in self.queues):
                 self._flush()
                 self.emit(None)
                 return
-            elif self._batch is not None and self._time_left_s() == 0.0:
+            elif self._batch is not None and (
+                self._time_left_s() == 0.0 or self._idle_engine_waits()
+            ):
                 self._flush()
+
+    def _idle_engine_waits(self) -> bool:
+        return self._batch is not None and self._batch.size > 0 and self.engine_idle()
 
     def _time_left_s(self) -> float | None:
         """Seconds until the open batch must leave; None when no batch is open."""
@@ -148,6 +160,8 @@ class Batcher:
                 frame = self._take_round_robin()
                 if frame is not None or all(q.finished for q in self.queues):
                     return frame
+                if self._idle_engine_waits():
+                    return None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None

@@ -60,6 +60,7 @@ class InferenceLoop:
         stats: PipelineStats,
         fail: Callable[[BaseException], None],
         failed: Callable[[], bool],
+        on_idle: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine: AsyncEngine | OneSlot = (
             engine if isinstance(engine, AsyncEngine) else OneSlot(engine)
@@ -67,13 +68,19 @@ class InferenceLoop:
         self._batches, self._results, self._pool = batches, results, pool
         self._rule, self._stats = rule, stats
         self._fail, self._failed = fail, failed
+        self._on_idle = on_idle
         self._pending: deque[tuple[Batch, float]] = deque()
+        self.waiting = False  # nothing in flight, waiting for a batch: the batcher may send
 
     def run(self) -> None:
         engine, pending = self._engine, self._pending
         while True:
             try:
+                if not pending:
+                    self.waiting = True
+                    self._on_idle()
                 batch = self._batches.get(block=not pending)
+                self.waiting = False
             except queue.Empty:
                 self._collect_oldest()
                 continue

@@ -126,11 +126,12 @@ class Pipeline:
             batching.max_wait_ms,
             emit=self._to_engine.put,
             masks={c.settings.id: c.roi_mask for c in self.cameras if c.roi_mask is not None},
+            engine_idle=lambda: inference.waiting and self._to_engine.empty(),
         )
         self._batcher_thread = BatcherThread(self.batcher)
         inference = InferenceLoop(
             engine, self._to_engine, self._results, self.pool, self.rule, self.stats,
-            fail=self._fail, failed=lambda: bool(self._errors),
+            fail=self._fail, failed=lambda: bool(self._errors), on_idle=self._wake_batcher,
         )  # fmt: skip
         self._engine_thread = threading.Thread(target=inference.run, name="engine", daemon=True)
         self.assembler = ResultAssembler(
@@ -244,6 +245,11 @@ class Pipeline:
         self.sink.camera_status(capture.camera_id, status)
 
     # -- errors -------------------------------------------------------------------------
+
+    def _wake_batcher(self) -> None:
+        """The engine has nothing to do: the batcher may send its open batch now."""
+        with self.batcher.ready:
+            self.batcher.ready.notify_all()
 
     def _fail(self, exc: BaseException) -> None:
         if not self._errors:

@@ -8,11 +8,13 @@ from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
+from inspector.engines import create_engine
 from inspector.engines.card import ModelCard, load_model
 from inspector.engines.normalize import TileNormalizer
-from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
-from inspector.errors import DatasetError
+from inspector.engines.registry import PLUGINS, parse_model_settings
+from inspector.errors import ConfigError, DatasetError
 from inspector.frames import Image
 from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
@@ -36,6 +38,8 @@ class RunOptions(TypedDict, total=False):
     batch_size: int
     threads: int
     progress: bool
+    backend: str
+    precision: str | None
 
 
 def predict(
@@ -45,9 +49,12 @@ def predict(
     batch_size: int = 32,
     threads: int = 0,
     progress: bool = False,
+    backend: str = "onnxruntime",
+    precision: str | None = None,
 ) -> tuple[ModelCard, npt.NDArray[np.float32], list[int]]:
-    """The model's class probabilities on a dataset part (run as the daemon runs it), and
-    the true labels in the card's label order."""
+    """The model's class probabilities on a dataset part (run as the daemon runs it, on
+    ``backend`` at ``precision`` where the backend has that option), and the true labels in
+    the card's label order."""
     card = load_model(onnx_path)
     if set(card.labels) != set(dataset.labels):
         raise DatasetError(
@@ -57,7 +64,18 @@ def predict(
     # Folder datasets list classes alphabetically; the card has its own order.
     to_card = [card.labels.index(label) for label in dataset.labels]
     samples = dataset.part(part)
-    engine = OnnxRuntimeEngine(onnx_path, card, threads=threads, max_batch=batch_size)
+    options: dict[str, Any] = {"backend": backend, "path": onnx_path}
+    if backend in PLUGINS and "threads" in PLUGINS[backend].settings.model_fields:
+        options["threads"] = threads
+    if precision is not None:
+        options["precision"] = precision
+    try:
+        settings = parse_model_settings(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "backend"
+        raise ConfigError(f"--{where}: {first['msg']}") from None
+    engine = create_engine(settings, batch_size)
     normalizer = TileNormalizer(card.input)
     rule = VerdictRule(card)
     buffer = np.empty((batch_size, *normalizer.shape), np.float32)
