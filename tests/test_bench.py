@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -22,7 +23,23 @@ pytestmark = pytest.mark.e2e
 TILE = 32
 
 
-def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto: Any) -> None:
+@pytest.mark.parametrize(
+    "backends",
+    [
+        (),
+        pytest.param(
+            ("--backends", "onnxruntime,openvino"),
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("openvino") is None,
+                reason="OpenVINO is not installed (extra [openvino])",
+            ),
+        ),
+    ],
+    ids=["configured-backend", "onnxruntime-and-openvino"],
+)
+def test_bench_measures_engine_pipeline_naive_and_int8(
+    tmp_path: Path, mosquitto: Any, backends: tuple[str, ...]
+) -> None:
     video = tmp_path / "line.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 30, (4 * TILE, 2 * TILE))
     rng = np.random.default_rng(0)
@@ -45,7 +62,8 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
 
     result = subprocess.run(
         [sys.executable, "-m", "inspector", "bench", "--config", str(config),
-         "--int8", str(int8), "--evidence", "--seconds", "0.5", "--rounds", "2", "--json"],
+         "--int8", str(int8), "--evidence", "--seconds", "0.5", "--rounds", "2", "--json",
+         *backends],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -60,6 +78,16 @@ def test_bench_measures_engine_pipeline_naive_and_int8(tmp_path: Path, mosquitto
     assert report["detail"]["pipeline"]["tiles"] == 30 * 8  # the whole recording, every tile
     assert report["detail"]["int8_pipeline"]["tiles"] == 30 * 8
     assert report["detail"]["pipeline_evidence"]["tiles"] == 30 * 8
+    expected = {"onnxruntime", "onnxruntime-int8"} | (
+        {"openvino", "openvino-int8"} if backends else set()
+    )
+    assert expected <= set(report["backends"])
+    for name, entry in report["backends"].items():
+        assert entry["engine_tiles_per_s"] > 0 and entry["pipeline_tiles_per_s"] > 0, name
+    assert report["backends"]["onnxruntime"]["engine_tiles_per_s"] == report["engine_tiles_per_s"]
+    latency = report["latency"]
+    assert latency["load"] == 0.5 and latency["frame_inference_ms"] > 0
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"]
     with_pictures = report["pipeline_evidence_tiles_per_s"] / report["pipeline_tiles_per_s"]
     assert report["evidence_cost"] == pytest.approx(1 - with_pictures, abs=2e-3)
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]

@@ -23,12 +23,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
-from inspector.config import Settings
+from inspector.config import QueuePolicyName, Settings
 from inspector.daemon import run_pipeline
 from inspector.engines import create_engine
 from inspector.engines.normalize import TileNormalizer
-from inspector.errors import SourceError
+from inspector.engines.registry import PLUGINS, parse_model_settings
+from inspector.errors import ConfigError, SourceError
 from inspector.frames import Image
 from inspector.pipeline.stats import percentiles
 from inspector.sinks.evidence import EvidenceSettings
@@ -183,3 +185,66 @@ def with_evidence(settings: Settings, root: Path) -> Settings:
     section = getattr(settings, "evidence", None) or EvidenceSettings()
     on = section.model_copy(update={"enabled": True, "path": root})
     return settings.model_copy(update={"evidence": on})
+
+
+def with_backend(
+    settings: Settings, backend: str, model: Path | None = None, precision: str | None = None
+) -> Settings:
+    """The same line on another backend (its threads kept where it has them), model or
+    precision; raises ConfigError for a backend or precision that does not exist."""
+    plugin = PLUGINS.get(backend)
+    if plugin is None:
+        known = ", ".join(PLUGINS)
+        raise ConfigError(f"--backends: unknown backend {backend!r}; known backends: {known}")
+    fields: dict[str, Any] = {"backend": backend, "path": model or settings.model.path}
+    threads = getattr(settings.model, "threads", None)
+    if threads is not None and "threads" in plugin.settings.model_fields:
+        fields["threads"] = threads
+    if precision is not None:
+        fields["precision"] = precision
+    try:
+        return settings.model_copy(update={"model": parse_model_settings(fields)})
+    except ValidationError as exc:
+        raise ConfigError(f"--backends {backend}: {exc.errors()[0]['msg']}") from None
+
+
+def tiles_per_frame(settings: Settings) -> int:
+    """How many tiles one frame of the first camera's recording is cut into."""
+    capture = cv2.VideoCapture(settings.cameras[0].source)
+    try:
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise SourceError(f"{settings.cameras[0].source}: no frame to measure")
+    tiler = Tiler(settings.tiling.size, settings.tiling.stride, settings.tiling.roi)
+    return tiler.grid(*frame.shape[:2]).count
+
+
+def frame_inference_ms(
+    settings: Settings, tiles: Image, per_frame: int, repeats: int = 15
+) -> float:
+    """The bare engine's median time for one frame's tiles, in one batch."""
+    engine = create_engine(settings.model, max(per_frame, 1))
+    try:
+        normalizer = TileNormalizer(engine.card.input)
+        picked = np.resize(tiles, (per_frame, *tiles.shape[1:]))
+        batch = normalizer.normalize(picked, np.empty((per_frame, *normalizer.shape), np.float32))
+        engine.warmup()
+        calls = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            engine.infer(batch)
+            calls.append((time.perf_counter() - started) * 1e3)
+    finally:
+        engine.close()
+    return float(np.median(calls))
+
+
+def paced(settings: Settings, fps: float) -> Settings:
+    """The first camera's recording played at ``fps``, dropping the oldest frame when
+    behind, as a live camera would: the latency a line at that rate sees."""
+    camera = settings.cameras[0].model_copy(
+        update={"realtime": True, "fps": fps, "policy": QueuePolicyName.DROP_OLDEST}
+    )
+    return settings.model_copy(update={"cameras": [camera, *settings.cameras[1:]]})

@@ -16,6 +16,7 @@ from inspector.cli.run import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from inspector.bench.measure import Throughput
+    from inspector.config import Settings
 
 DESCRIPTION = """\
 Measure, in one run, on the config's model, batch size (batching.max_batch) and
@@ -62,6 +63,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--evidence", action="store_true", help="the pipeline with the evidence sink on too"
     )
     parser.add_argument(
+        "--backends",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        metavar="LIST",
+        help="every backend to measure, e.g. onnxruntime,openvino (default: the configured "
+        "one); with --int8 each runs the INT8 model too, openvino bf16 where the CPU has it",
+    )
+    parser.add_argument(
         "--seconds", type=float, default=10.0, help="per engine/naive measurement (default 10)"
     )
     parser.add_argument(
@@ -81,12 +89,15 @@ def _ratio(a: float, b: float) -> float:
 def run(args: argparse.Namespace) -> int:
     from inspector.bench.measure import (
         engine_throughput,
+        frame_inference_ms,
         has_corrections,
         interleaved,
         median_run,
         naive_throughput,
+        paced,
         pipeline_throughput,
         sample_tiles,
+        tiles_per_frame,
         with_evidence,
         with_model,
         without_corrections,
@@ -116,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
         int8_settings = with_model(settings, args.int8)
         measurements["int8_engine"] = lambda: engine_throughput(int8_settings, tiles, args.seconds)
         measurements["int8_pipeline"] = lambda: pipeline_throughput(int8_settings)
+    variants = _variants(settings, args.backends or [settings.model.backend], args.int8, say)
+    for name, (_, variant) in variants.items():
+        if name not in (settings.model.backend, f"{settings.model.backend}-int8"):
+            measurements[f"{name}:engine"] = _engine_run(engine_throughput, variant, tiles, args)
+            measurements[f"{name}:pipeline"] = _pipeline_run(pipeline_throughput, variant)
     say(
         f"{settings.model.path.name}, batch {settings.batching.max_batch}, "
         f"replaying {settings.cameras[0].source}, {args.rounds} round(s)"
@@ -165,11 +181,78 @@ def run(args: argparse.Namespace) -> int:
                 "int8_latency_ms": int8_pipeline.latency_ms,
             }
         )
+    result["backends"] = {}
+    for name, (precision, _) in variants.items():
+        key = {settings.model.backend: "", f"{settings.model.backend}-int8": "int8_"}.get(name)
+        alone, whole = (
+            (typical[f"{key}engine"], typical[f"{key}pipeline"]) if key is not None
+            else (typical[f"{name}:engine"], typical[f"{name}:pipeline"])
+        )  # fmt: skip
+        result["backends"][name] = {
+            "precision": precision,
+            "engine_tiles_per_s": round(alone.tiles_per_s, 1),
+            "pipeline_tiles_per_s": round(whole.tiles_per_s, 1),
+            "pipeline_vs_engine": _ratio(whole.tiles_per_s, alone.tiles_per_s),
+            "engine_vs_fp32": _ratio(alone.tiles_per_s, engine.tiles_per_s),
+        }
+    best = max(entry["engine_tiles_per_s"] for entry in result["backends"].values())
+    result["pipeline_vs_best_engine"] = _ratio(pipeline.tiles_per_s, best)
+    per_frame = tiles_per_frame(settings)
+    half = pipeline.tiles_per_s / per_frame / 2
+    say(f"latency at half load: {half:.1f} frames/s, paced")
+    at_half = pipeline_throughput(paced(settings, half))
+    result["latency"] = {
+        "load": 0.5,
+        "fps": round(half, 2),
+        "frame_inference_ms": round(frame_inference_ms(settings, tiles, per_frame), 1),
+        "p50_ms": at_half.latency_ms["p50"],
+        "p99_ms": at_half.latency_ms["p99"],
+    }
     if args.json:
         print(json.dumps(result))
     else:
         print(_table(result))
     return 0
+
+
+Variant = tuple[str, "Settings"]  # (precision, the settings that run it)
+
+
+def _variants(
+    settings: Settings,
+    backends: list[str],
+    int8: Path | None,
+    say: Callable[[str], None],
+) -> dict[str, Variant]:
+    """Every backend and precision to measure, by name (``openvino``, ``openvino-int8``...)."""
+    from inspector.bench.measure import with_backend
+    from inspector.engines.openvino_engine import cpu_capabilities
+
+    found: dict[str, Variant] = {}
+    for backend in backends:
+        found[backend] = ("fp32", with_backend(settings, backend))
+        if int8 is not None:
+            precision = "int8" if backend == "openvino" else None
+            found[f"{backend}-int8"] = ("int8", with_backend(settings, backend, int8, precision))
+        if backend == "openvino":
+            if "BF16" in cpu_capabilities():
+                found["openvino-bf16"] = ("bf16", with_backend(settings, backend, None, "bf16"))
+            else:
+                say("openvino bf16: not measured, this CPU has no bf16 units")
+    return found
+
+
+def _engine_run(
+    measure: Callable[[Settings, Any, float], Throughput], settings: Settings, tiles: Any,
+    args: argparse.Namespace,
+) -> Callable[[], Throughput]:  # fmt: skip
+    return lambda: measure(settings, tiles, args.seconds)
+
+
+def _pipeline_run(
+    measure: Callable[[Settings], Throughput], settings: Settings
+) -> Callable[[], Throughput]:
+    return lambda: measure(settings)
 
 
 def _detail(typical: Throughput, series: list[Throughput]) -> dict[str, Any]:
@@ -216,6 +299,19 @@ def _table(result: dict[str, Any]) -> str:
             f"  pipeline  {result['int8_pipeline_tiles_per_s']:>9.1f} tiles/s  "
             f"{spread('int8_pipeline')}  = {result['int8_pipeline_vs_engine']:.3f} x engine",
         ]
+    if len(result["backends"]) > 1:
+        lines.append("backends (engine alone / whole pipeline, tiles/s; engine vs the first):")
+        for name, entry in result["backends"].items():
+            lines.append(
+                f"  {name:<18} {entry['engine_tiles_per_s']:>8.1f} / "
+                f"{entry['pipeline_tiles_per_s']:>8.1f}   {entry['engine_vs_fp32']:.2f} x"
+            )
+    latency = result["latency"]
+    lines.append(
+        f"latency at half load ({latency['fps']:.1f} frames/s): p50 {latency['p50_ms']:.0f} ms, "
+        f"p99 {latency['p99_ms']:.0f} ms; one frame's inference "
+        f"{latency['frame_inference_ms']:.0f} ms"
+    )
     on_cpu = result["backend"] == "onnxruntime"
     if on_cpu and result["pipeline_vs_engine"] < 0.95 and result["threads"] != 1:
         lines.append(

@@ -182,12 +182,22 @@ def _check_device(core: Any, settings: OpenVinoSettings) -> None:
                 f"available: {', '.join(available) or 'none'}"
             )
     if settings.precision == "bf16" and settings.device.startswith("CPU"):
-        capabilities = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        capabilities = cpu_capabilities()
         if "BF16" not in capabilities:
             raise ConfigError(
                 "model.precision = 'bf16': this CPU has no bf16 units (OpenVINO's CPU "
                 f"capabilities: {', '.join(capabilities)}); use f32, or int8 with a Q/DQ model"
             )
+
+
+def cpu_capabilities() -> list[str]:
+    """What OpenVINO's CPU plugin can compute in here (FP32, INT8, BF16...); none without
+    OpenVINO."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return []
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def openvino_available() -> bool:

@@ -26,6 +26,9 @@ class FileSettings(SourceSettings):
     loop: bool = Field(
         default=False, description="play a recording again at its end (soak tests, showrooms)"
     )
+    fps: float | None = Field(
+        default=None, gt=0, description="with realtime: play at this rate, not the file's own"
+    )
 
     @field_validator("source")
     @classmethod
@@ -53,6 +56,9 @@ class VideoFileSource(OpenCvSource[FileSettings]):
         self._index = 0  # frames read in this pass
         self._played = 0  # frames of earlier passes (loop = true)
         self.frame_count: int | None = None
+
+    def nominal_fps(self) -> float | None:
+        return self.settings.fps or super().nominal_fps()
 
     def _open_capture(self) -> cv2.VideoCapture:
         path = Path(self.settings.source)
