@@ -135,3 +135,18 @@ def test_a_bad_device_or_precision_is_one_line_and_exit_78(
     assert result.returncode == 78, result.stderr
     (error,) = result.stderr.strip().splitlines()
     assert error.startswith("inspector run: error: ") and message in error, error
+
+
+def test_auto_picks_an_installed_runtime_and_runs_the_model(models: dict[str, Path]) -> None:
+    from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from inspector.engines.openvino_engine import OpenVinoEngine
+
+    engine = create_engine(parse_model_settings(backend="auto", path=models["f32"]), MAX_BATCH)
+    reference = create_engine(parse_model_settings(path=models["f32"]), MAX_BATCH)
+    try:
+        assert isinstance(engine, OnnxRuntimeEngine | OpenVinoEngine)
+        batch = tiles(6)
+        assert np.abs(engine.infer(batch) - reference.infer(batch)).max() <= TOLERANCE["f32"]
+    finally:
+        engine.close()
+        reference.close()
