@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from inspector.config import QueuePolicyName, Settings
 from inspector.daemon import run_pipeline
 from inspector.engines import create_engine
+from inspector.engines.auto_engine import median_infer_ms
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.registry import PLUGINS, parse_model_settings
 from inspector.errors import ConfigError, SourceError
@@ -230,15 +231,9 @@ def frame_inference_ms(
         normalizer = TileNormalizer(engine.card.input)
         picked = np.resize(tiles, (per_frame, *tiles.shape[1:]))
         batch = normalizer.normalize(picked, np.empty((per_frame, *normalizer.shape), np.float32))
-        engine.warmup()
-        calls = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            engine.infer(batch)
-            calls.append((time.perf_counter() - started) * 1e3)
+        return median_infer_ms(engine, batch, repeats)
     finally:
         engine.close()
-    return float(np.median(calls))
 
 
 def paced(settings: Settings, fps: float) -> Settings:

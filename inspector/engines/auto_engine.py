@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 from pydantic import Field
 
-from inspector.engines.base import Engine, EnginePlugin, EngineSettings
+from inspector.engines.base import Batch, Engine, EnginePlugin, EngineSettings
 from inspector.engines.card import ModelCard
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.openvino_engine import (
@@ -39,17 +39,21 @@ class AutoSettings(EngineSettings):
     threads: int = Field(default=0, ge=0, le=256, description="engine threads; 0 = all cores")
 
 
-def full_batch_ms(engine: Engine) -> float:
-    """The median time of a few full batches, after the engine's own warm-up."""
-    spec = engine.card.input
-    batch = np.zeros((engine.max_batch, spec.channels, spec.height, spec.width), np.float32)
+def median_infer_ms(engine: Engine, batch: Batch, repeats: int) -> float:
+    """The median time of ``repeats`` runs of ``batch``, after the engine's own warm-up."""
     engine.warmup()
     times = []
-    for _ in range(_TIMED_BATCHES):
+    for _ in range(repeats):
         started = time.perf_counter()
         engine.infer(batch)
         times.append((time.perf_counter() - started) * 1e3)
     return float(np.median(times))
+
+
+def full_batch_ms(engine: Engine) -> float:
+    spec = engine.card.input
+    batch = np.zeros((engine.max_batch, spec.channels, spec.height, spec.width), np.float32)
+    return median_infer_ms(engine, batch, _TIMED_BATCHES)
 
 
 def _open(settings: AutoSettings, card: ModelCard, max_batch: int) -> Engine:
