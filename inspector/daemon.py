@@ -27,6 +27,7 @@ from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
 from inspector.sinks.registry import open_sinks
+from inspector.sinks.ui import LineWatcher
 from inspector.tiling import TileMask
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,9 @@ def run_pipeline(
             cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
         opened = open_sinks(settings)
         sinks = FanOut([*opened, *extra_sinks])
+        for sink in opened:
+            if isinstance(sink, LineWatcher):  # the operator's page shows broker and outbox
+                sink.watch_line(sinks.health, sinks.metrics)
         if on_ack is not None:
             sinks.add_ack_listener(on_ack)
         # After everything that checks configuration, before READY: the first part at the

@@ -7,7 +7,7 @@
 # DEMO_QUICK=1 makes it small (a few cells, a one-epoch model): what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev,train
+scripts/setup.sh dev,train,ui
 inspector=.venv/bin/inspector
 
 workdir="$(mktemp -d)"

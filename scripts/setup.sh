@@ -14,6 +14,12 @@ missing=()
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The tests' browser (scripts/test.sh sets SETUP_TEST_PACKAGES=1): the operator's page is
+# tested in a real headless Chromium, driven through Debian's chromedriver.
+if [ "${SETUP_TEST_PACKAGES:-0}" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq

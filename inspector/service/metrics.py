@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,6 +27,7 @@ from inspector.config import MetricsSettings
 from inspector.errors import ConfigError
 from inspector.pipeline.runner import Pipeline
 from inspector.pipeline.stats import Histogram
+from inspector.service.bounded_http import BoundedHTTPServer
 from inspector.service.health import Health, line_health
 from inspector.sinks.fanout import FanOut
 
@@ -122,7 +123,7 @@ class PipelineCollector(Collector):
 
 
 class MetricsServer:
-    """``/metrics`` (Prometheus text format) and ``/healthz`` on a small threaded HTTP server."""
+    """``/metrics`` (Prometheus text format) and ``/healthz`` on a small bounded HTTP server."""
 
     def __init__(
         self,
@@ -161,12 +162,12 @@ class MetricsServer:
                 pass  # scrapes every 15 s would flood the journal
 
         try:
-            self._server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+            # A fixed few threads, bounded connections, idle ones closed (bounded_http.py).
+            self._server = BoundedHTTPServer((settings.host, settings.port), Handler)
         except OSError as exc:
             raise ConfigError(
                 f"metrics.port: cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
             ) from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )

@@ -1,0 +1,154 @@
+"""The ``ui`` sink: the operator's live page (``[ui]``, extra ``[ui]``: Starlette, uvicorn).
+
+Per camera the newest frame with each tile's verdict, the last defects with their evidence
+crops, OK/NOK counts per class over the last hour, the frame rate, latency and drops, the
+state of cameras, broker and outbox, and the model: pushed to the browser as it changes.
+See :mod:`inspector.ui.app` for the routes.
+
+Bound to 127.0.0.1 by default; any other address needs ``token`` (checked at load: exit 78).
+This sink's thread only records references and counters; pictures are drawn when a page asks
+for them, a few a second at most, on the server's threads: it never slows inference.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+from pydantic import Field, model_validator
+
+from inspector.capture.industrial import trigger_mode_on
+from inspector.engines.card import load_model
+from inspector.errors import ConfigError
+from inspector.sections import SinkSettings
+from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
+from inspector.sinks.registry import SinkPlugin
+from inspector.ui.state import CameraInfo, FigureSource, HealthSource, LiveState
+
+if TYPE_CHECKING:
+    from inspector.config import Settings
+    from inspector.ui.server import UiServer
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+class UiSettings(SinkSettings):
+    host: str = Field(default="127.0.0.1", description="any other address needs token")
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
+    token: str | None = Field(
+        default=None, min_length=8, description="required to listen beyond loopback"
+    )
+    evidence: Path | None = Field(
+        default=None, description="the evidence store served at /evidence/ "
+        "(default: [evidence]'s path when that sink is on)",
+    )  # fmt: skip
+    frame_width: int = Field(default=640, ge=64, le=4096, description="the page's pictures")
+    frame_fps: float = Field(default=4.0, gt=0, le=10, description="pictures per camera at most")
+    jpeg_quality: int = Field(default=70, ge=10, le=100)
+    events: int = Field(default=100, ge=1, le=10_000, description="defects kept for the page")
+    max_pages: int = Field(default=16, ge=1, le=1000, description="live pages at once")
+    max_connections: int = Field(default=64, ge=4, le=10_000)
+    idle_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> Self:
+        if self.enabled and not is_loopback(self.host) and not self.token:
+            raise ValueError(
+                f"host {self.host!r} is not loopback: set ui.token (or "
+                "INSPECTOR__UI__TOKEN) so that only people given it can open the page"
+            )
+        return self
+
+
+@runtime_checkable
+class LineWatcher(Protocol):
+    """A sink that shows the whole line: the daemon hands it the other sinks' health and
+    figures (the broker, the outbox) once they are open."""
+
+    def watch_line(self, health: HealthSource, figures: FigureSource) -> None: ...
+
+
+class UiSink:
+    name = "ui"
+    lossless = False  # the page shows the newest: a backlog is worth nothing
+
+    def __init__(self, state: LiveState, server: UiServer) -> None:
+        self.state, self.server = state, server
+
+    @classmethod
+    def open(cls, settings: UiSettings, config: Settings) -> UiSink:
+        try:
+            from inspector.ui.app import create_app
+            from inspector.ui.server import UiServer
+        except ImportError as exc:
+            raise ConfigError(
+                f"ui: the page needs the [ui] extra (pip install 'line-inspector[ui]'): {exc}"
+            ) from None
+        card = load_model(config.model.path)
+        test = (card.model_extra or {}).get("metrics", {}).get("test", {})
+        model = {"name": card.name, "test_accuracy": test.get("accuracy"), "labels": card.labels}
+        evidence_root = settings.evidence
+        evidence = getattr(config, "evidence", None)
+        if evidence_root is None and evidence is not None and evidence.enabled:
+            evidence_root = evidence.path
+        cameras = [
+            CameraInfo(camera.id, trigger_mode_on(getattr(camera, "features", None) or {}))
+            for camera in config.cameras
+        ]
+        state = LiveState(
+            config.line.id, cameras, model, card.labels,
+            frame_width=settings.frame_width, frame_fps=settings.frame_fps,
+            jpeg_quality=settings.jpeg_quality, events_kept=settings.events,
+            evidence_url="/evidence/" if evidence_root is not None else None,
+        )  # fmt: skip
+        app = create_app(
+            state, evidence_root, settings.token, settings.max_pages, 1.0 / settings.frame_fps
+        )
+        server = UiServer(
+            app, settings.host, settings.port, settings.max_connections, settings.idle_timeout_s
+        )
+        server.start()
+        return cls(state, server)
+
+    def watch_line(self, health: HealthSource, figures: FigureSource) -> None:
+        self.state.watch_line(health, figures)
+
+    def frame_result(self, result: FrameResult) -> None:
+        self.state.add_result(result)
+
+    def camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
+        self.state.camera_status(camera, status)
+
+    def stats(self, stats: Mapping[str, Any]) -> None:
+        self.state.stats(stats)
+
+    def health(self) -> SinkHealth:
+        if not self.server.running:
+            return SinkHealth("down", f"the page's server on {self.server.url} has stopped")
+        return SinkHealth()
+
+    def metrics(self) -> Sequence[SinkMetric]:
+        figures = self.server.figures()
+        return [
+            SinkMetric("inspector_ui_connections", "Open connections to the page's server",
+                       "gauge", figures["connections"]),
+            SinkMetric("inspector_ui_live_pages", "Pages receiving live updates",
+                       "gauge", self.state.live_pages),
+            SinkMetric("inspector_ui_frames_encoded", "Pictures drawn for the page",
+                       "counter", self.state.frames_encoded),
+        ]  # fmt: skip
+
+    def close(self) -> None:
+        self.server.close()
+
+
+PLUGIN = SinkPlugin("ui", UiSettings, UiSink.open)
