@@ -10,9 +10,12 @@ function setText(id, text) {
   if (node.textContent !== String(text)) node.textContent = text;
 }
 
+// A badge's colour comes from its text's class; its other classes stay (tests, CSS hooks).
 function badge(node, text) {
   node.textContent = text;
-  node.className = "badge " + cssName(text);
+  if (node.dataset.tone) node.classList.remove(node.dataset.tone);
+  node.dataset.tone = cssName(text);
+  node.classList.add("badge", node.dataset.tone);
 }
 
 function fixed(value, digits) {
