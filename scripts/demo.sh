@@ -2,9 +2,12 @@
 # The demo, README command 1: set everything up, get a model (trained on ELPV if none is
 # present), build a recorded line from the ELPV test cells, start Mosquitto on loopback,
 # replay the recording through the daemon while `inspector watch` prints the events, and
-# end with the acceptance report (reports/demo/report.html and report.json).
+# end with the acceptance report (reports/demo/report.html and report.json). The operator's
+# page shows the replay live, and the demo ends by serving the line on it (the recording
+# looping at its own pace) until Ctrl-C.
 #
-# DEMO_QUICK=1 makes it small (a few cells, a one-epoch model): what CI runs.
+# DEMO_QUICK=1 makes it small (a few cells, a one-epoch model, no serving at the end): what
+# CI runs. Without a terminal it does not serve at the end either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,train,ui
@@ -47,6 +50,16 @@ port="$broker_port"
 echo "==> mosquitto on 127.0.0.1:$port"
 
 export INSPECTOR__MQTT__PORT="$port" INSPECTOR__MODEL__PATH="$PWD/$model"
+# The operator's page on 8080, or on a free port when 8080 is taken.
+ui_port="$(.venv/bin/python -c 'import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 8080))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
+export INSPECTOR__UI__ENABLED=true INSPECTOR__UI__PORT="$ui_port"
+echo "==> the operator's page: http://127.0.0.1:$ui_port/ (while the replay runs)"
 "$inspector" watch --port "$port" 'line/+/defects' &
 watch_pid=$!
 sleep 0.5
@@ -55,4 +68,18 @@ echo "==> inspector replay $recording (model $model)"
 status=0
 "$inspector" replay "$recording" --config config.toml --report reports/demo || status=$?
 echo "==> report: reports/demo/report.html (and report.json)"
+
+if [ "${DEMO_QUICK:-0}" != 1 ] && [ -t 0 ] && [ -t 1 ]; then
+    kill "$watch_pid" 2>/dev/null || true
+    watch_pid=""
+    # The same line, its recording looping at its own frame rate, with evidence pictures for
+    # the page's defect list; its files (outbox, evidence) stay in the temporary folder.
+    sed -e "s|^source = .*|source = \"$PWD/$recording\"\nrealtime = true\nloop = true|" \
+        config.toml >"$workdir/line.toml"
+    printf '\n[evidence]\nenabled = true\n' >>"$workdir/line.toml"
+    echo
+    echo "==> the operator's page: http://127.0.0.1:$ui_port/"
+    echo "    serving the demo line (the recording in a loop, at its own pace); Ctrl-C to stop"
+    INSPECTOR__LOGGING__LEVEL=warning "$inspector" run --config "$workdir/line.toml" || true
+fi
 exit "$status"

@@ -6,6 +6,8 @@ token. The browser tests are in test_ui_browser.py."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,9 +20,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from models import build_color_model
+from mqtt_helpers import free_port
 
 from inspector.frames import Frame, utc_now
 from inspector.pipeline.postprocess import NO_DEFECT, Region
@@ -296,3 +300,45 @@ def test_a_public_bind_without_a_token_is_refused(tmp_path: Path) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "ui" in lines[0] and "ui.token" in lines[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.e2e
+def test_replay_serves_the_page_while_it_plays(tmp_path: Path, mosquitto: Any) -> None:
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
+    for i in range(30):
+        writer.write(np.full((TILE, 2 * TILE, 3), 245 if i % 3 == 0 else 60, np.uint8))
+    writer.release()
+    config = write_config(tmp_path, "")
+    config.write_text(
+        config.read_text().replace("[ui]\n", f"[mqtt]\nport = {mosquitto.port}\n[ui]\n")
+    )
+    port = free_port()
+    env = {**os.environ, "INSPECTOR__UI__ENABLED": "true", "INSPECTOR__UI__PORT": str(port)}
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "inspector", "replay", str(video), "--config", str(config),
+         "--realtime", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while replay.poll() is None and time.monotonic() < deadline:
+            try:
+                status, body, _ = get(f"http://127.0.0.1:{port}/api/status")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                seen.append(json.loads(body))
+            time.sleep(0.2)
+        out, err = replay.communicate(timeout=60)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 0, err[-3000:]
+    assert seen, "the page never answered during the replay"
+    frames = [s["cameras"][0]["frames"] for s in seen]
+    assert max(frames) > 0 and frames == sorted(frames)  # it played while being watched
+    report = json.loads(out)
+    assert seen[-1]["counts"]["nok"] <= report["events_published"]

@@ -28,6 +28,10 @@ report.json and a self-contained report.html with plots, plus a summary here.
 By default frames go as fast as the engine allows and none is dropped; with
 --realtime the file plays at its own frame rate and, as on a live line, the oldest
 frame is dropped when inference falls behind.
+
+With the operator's page on ([ui] enabled = true, or INSPECTOR__UI__ENABLED=true), the
+run is served live at ui.host:ui.port while it plays (--realtime to watch it at the
+line's pace).
 """
 
 EPILOG = """\

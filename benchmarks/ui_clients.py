@@ -1,0 +1,163 @@
+"""What does the operator's page cost the pipeline? The whole pipeline to a real Mosquitto,
+with the evidence sink on, in interleaved rounds: the page off, the page on with nobody
+watching, and the page with browsers attached; medians of tiles/s and the cost of each.
+
+    .venv/bin/python benchmarks/ui_clients.py [--config config.toml] [--rounds 5] [--clients 3]
+
+Starts its own Mosquitto on loopback; the recording is the config's first camera, replayed
+losslessly (as fast as the engine allows), so every frame the page costs shows. A client
+does what the page's script does, from another process (a browser is one): it holds the live
+stream open, fetches every camera picture the stream announces (one in flight at a time)
+and every new defect's crop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from inspector.config import load_settings
+from inspector.daemon import run_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("off", "idle", "clients")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> int:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    size = len(response.read())
+    return size if response.status == 200 else 0
+
+
+def _browser(port: int, stop: Any, fetched: Any) -> None:
+    """One page: the live stream, and each picture it names (over a second connection)."""
+    while not stop.is_set():
+        try:
+            stream = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            pictures = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            stream.request("GET", "/api/stream")
+            response = stream.getresponse()
+            if response.status != 200:
+                raise OSError(f"stream: {response.status}")
+            shown: dict[str, str] = {}
+            crops: set[str] = set()
+            while not stop.is_set():
+                line = response.readline()
+                if not line:
+                    break
+                if not line.startswith(b"data: "):
+                    continue
+                status = json.loads(line[6:])
+                for camera in status["cameras"]:
+                    url = camera.get("frame_url")
+                    if url and shown.get(camera["id"]) != url:
+                        shown[camera["id"]] = url
+                        fetched[0] += _get(pictures, url) > 0
+                for event in status["events"]:
+                    for url in (event.get("evidence") or {}).get("crop_urls", [])[:1]:
+                        if url not in crops:
+                            crops.add(url)
+                            fetched[1] += _get(pictures, url) > 0
+                fetched[2] += 1
+        except (OSError, http.client.HTTPException, ValueError):
+            time.sleep(0.02)  # the page's server is not up yet (or has closed): try again
+
+
+def clients(port: int, count: int, stop: Any, fetched: Any) -> None:
+    threads = [
+        threading.Thread(target=_browser, args=(port, stop, fetched), daemon=True)
+        for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "config.toml")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=3, help="browsers attached")
+    parser.add_argument("--video", type=Path, help="default: the config's first camera")
+    parser.add_argument("--model", type=Path, help="default: the config's model")
+    args = parser.parse_args()
+    broker_port, ui_port = free_port(), free_port()
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    spawn = multiprocessing.get_context("spawn")
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    fetched_per_run: list[list[int]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        conf = Path(folder) / "mosquitto.conf"
+        conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n")
+        broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            base: dict[str, Any] = {
+                "mqtt": {"port": broker_port},
+                "outbox": {"enabled": False},
+                "evidence": {"enabled": True, "path": Path(folder) / "evidence"},
+            }
+            if args.video:
+                base["cameras"] = [{"id": "cam0", "source": str(args.video.resolve())}]
+            if args.model:
+                base["model"] = {"path": args.model.resolve()}
+            for round_ in range(args.rounds):
+                # The order turns every round: no mode always runs on a warmer machine.
+                for mode in MODES[round_ % 3 :] + MODES[: round_ % 3]:
+                    ui = {"enabled": mode != "off", "port": ui_port}
+                    settings = load_settings(args.config, **base, ui=ui)
+                    stop, fetched = spawn.Event(), spawn.Array("l", 3)
+                    watcher = None
+                    if mode == "clients":
+                        watcher = spawn.Process(
+                            target=clients, args=(ui_port, args.clients, stop, fetched)
+                        )
+                        watcher.start()
+                    try:
+                        summary = run_pipeline(settings)
+                    finally:
+                        stop.set()
+                        if watcher is not None:
+                            watcher.join(10)
+                            if watcher.is_alive():
+                                watcher.terminate()
+                    rates[mode].append(summary.tiles_inferred / max(summary.elapsed_s, 1e-9))
+                    if mode == "clients":
+                        fetched_per_run.append(list(fetched))
+        finally:
+            broker.terminate()
+    medians = {mode: statistics.median(values) for mode, values in rates.items()}
+    print(json.dumps({
+        "rounds": args.rounds,
+        "clients": args.clients,
+        "tiles_per_s": {k: round(v, 1) for k, v in medians.items()},
+        "tiles_per_s_each_round": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+        "ui_idle_cost": round(1 - medians["idle"] / medians["off"], 4),
+        "ui_clients_cost": round(1 - medians["clients"] / medians["off"], 4),
+        # Per run with clients: camera pictures, crops and live updates they received in all.
+        "fetched_pictures_crops_updates": fetched_per_run,
+    }, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
