@@ -29,6 +29,7 @@ from typing import Any
 
 from inspector.config import load_settings
 from inspector.daemon import run_pipeline
+from inspector.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("off", "idle", "clients")
@@ -100,6 +101,7 @@ def main() -> int:
     parser.add_argument("--video", type=Path, help="default: the config's first camera")
     parser.add_argument("--model", type=Path, help="default: the config's model")
     args = parser.parse_args()
+    configure_logging("warning")  # stdout is the figures
     broker_port, ui_port = free_port(), free_port()
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     spawn = multiprocessing.get_context("spawn")

@@ -221,14 +221,14 @@ def test_idle_connections_to_the_page_are_bounded_and_time_out(
     try:
         time.sleep(0.3)
         assert threads_now() <= before + 2  # no thread per connection
-        # Past the bound, connections are closed at once: the page still answers meanwhile.
+        # Past the bound, the longest idle make room: the page still answers meanwhile.
         closed = 0
         for sock in idle:
             sock.settimeout(0.01)
             with contextlib.suppress(TimeoutError):
                 closed += sock.recv(1) == b""
         assert closed >= 300 - 64
-        assert get(base + "/api/status")[0] in (200, 503)
+        assert get(base + "/api/status")[0] == 200
         time.sleep(1.6)  # idle_timeout_s = 1: the silent ones are closed
         for sock in idle:
             sock.settimeout(1.0)

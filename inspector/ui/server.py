@@ -1,10 +1,10 @@
 """uvicorn serving the page from its own thread, with its own event loop.
 
-Connections are bounded and idle ones time out: a connection beyond ``max_connections`` is
-closed as soon as it is accepted, and one that carries no request being served for
-``idle_timeout_s`` (never sent one, sent half of one, or kept alive after its answer) is
-closed. Everything runs on the one loop thread: 1,000 idle connections are 1,000 sockets
-and no thread.
+Connections are bounded and idle ones time out: beyond ``max_connections``, a new connection
+pushes out the one idle the longest (or is closed at once when all are busy), and one that
+carries no request being served for ``idle_timeout_s`` (never sent one, sent half of one, or
+kept alive after its answer) is closed. Everything runs on the one loop thread: 1,000 idle
+connections are 1,000 sockets and no thread.
 """
 
 from __future__ import annotations
@@ -28,13 +28,25 @@ log = structlog.get_logger(__name__)
 def _bounded_protocol(max_connections: int, idle_timeout_s: float) -> type[H11Protocol]:
     class BoundedH11Protocol(H11Protocol):
         _idle: asyncio.TimerHandle | None = None
+        _since = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self._since = self.loop.time()
             if len(self.connections) > max_connections:
-                transport.close()  # connection_lost takes it out of the count
-                return
+                # The one idle the longest makes room (a flood of silent clients cannot lock
+                # the operators out); when every one is busy, the newcomer is turned away.
+                idle = [c for c in self.connections if isinstance(c, BoundedH11Protocol)
+                        and c is not self and c.idle()]  # fmt: skip
+                victim = min(idle, key=lambda c: c._since) if idle else self
+                victim.transport.close()  # connection_lost takes it out of the count
+                if victim is self:
+                    return
             self._arm()
+
+        def idle(self) -> bool:
+            """No request being served: none yet, half of one, or kept alive after one."""
+            return self.cycle is None or self.cycle.response_complete
 
         def _arm(self) -> None:
             if self._idle is not None:
@@ -43,14 +55,14 @@ def _bounded_protocol(max_connections: int, idle_timeout_s: float) -> type[H11Pr
 
         def _idle_out(self) -> None:
             self._idle = None
-            cycle = self.cycle
-            if cycle is None or cycle.response_complete:  # no request being served
+            if self.idle():
                 self.transport.close()
             else:
                 self._arm()  # a request in progress (a live page's stream): look again later
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            self._since = self.loop.time()
             self._arm()  # kept alive for the next request, or closed when none comes
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -101,7 +113,7 @@ class UiServer:
             log_config=None,  # the daemon's logging stays as configured
             log_level="warning",
             access_log=False,
-            limit_concurrency=max_connections,
+            limit_concurrency=max_connections + 1,  # requests at once; connections above
             timeout_keep_alive=max(1, int(idle_timeout_s)),
             timeout_graceful_shutdown=1,  # live pages' streams never end by themselves
         )
