@@ -13,6 +13,7 @@ for them, a few a second at most, on the server's threads: it never slows infere
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -148,6 +149,10 @@ class UiSink:
         ]  # fmt: skip
 
     def close(self) -> None:
+        self.state.closing.set()  # live streams end within a push interval, then the server
+        deadline = time.monotonic() + 1.0
+        while self.state.live_pages and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.server.close()
 
 

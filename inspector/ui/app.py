@@ -142,7 +142,7 @@ def create_app(
             try:
                 last, quiet = -1, 0.0
                 yield "retry: 2000\n\n"
-                while True:
+                while not state.closing.is_set():  # ends by itself: a clean shutdown
                     version, body = state.status_json()
                     if version != last:
                         last, quiet = version, 0.0

@@ -92,6 +92,7 @@ class LiveState:
         self.version = 0  # bumped on every change: a live page pushes when it moves
         self.frames_encoded = 0
         self.live_pages = 0  # open event streams (the app counts them)
+        self.closing = threading.Event()  # set before the server stops: live streams end
 
     # -- written by the sink ---------------------------------------------------------------
 
