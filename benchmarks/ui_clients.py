@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import shutil
 import socket
 import statistics
@@ -27,12 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.config import load_settings
-from inspector.daemon import run_pipeline
-from inspector.logs import configure_logging
-
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("off", "idle", "clients")
+# The page's threads in the daemon's process: uvicorn's loop, the pictures' worker threads,
+# and the sink's fan-out thread.
+UI_THREADS = ("ui", "AnyIO worker thread", "sink-ui")
 
 
 def free_port() -> int:
@@ -82,15 +82,55 @@ def _browser(port: int, stop: Any, fetched: Any) -> None:
             time.sleep(0.02)  # the page's server is not up yet (or has closed): try again
 
 
-def clients(port: int, count: int, stop: Any, fetched: Any) -> None:
+def clients(port: int, count: int, stop: Any, ready: Any, fetched: Any) -> None:
     threads = [
         threading.Thread(target=_browser, args=(port, stop, fetched), daemon=True)
         for _ in range(count)
     ]
     for thread in threads:
         thread.start()
+    ready.set()
     for thread in threads:
         thread.join()
+
+
+class ThreadClock:
+    """CPU seconds of this process's page threads (from /proc), sampled while a run lasts:
+    the share of the daemon's CPU the page takes, whatever else loads the machine."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, float] = {}  # page thread id -> CPU seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or not thread.name.startswith(UI_THREADS):
+                continue
+            try:
+                stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            except OSError:
+                continue  # it has just ended: its last sample stands
+            fields = stat.rsplit(")", 1)[1].split()
+            self.seconds[tid] = (int(fields[11]) + int(fields[12])) / self._tick
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> ThreadClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
 
 
 def main() -> int:
@@ -101,12 +141,18 @@ def main() -> int:
     parser.add_argument("--video", type=Path, help="default: the config's first camera")
     parser.add_argument("--model", type=Path, help="default: the config's model")
     args = parser.parse_args()
+    # Imported here: the clients' process (spawned) loads this module without the daemon.
+    from inspector.config import load_settings
+    from inspector.daemon import run_pipeline
+    from inspector.logs import configure_logging
+
     configure_logging("warning")  # stdout is the figures
     broker_port, ui_port = free_port(), free_port()
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     spawn = multiprocessing.get_context("spawn")
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu_ms: dict[str, list[float]] = {mode: [] for mode in MODES}  # this process, per frame
+    ui_share: dict[str, list[float]] = {mode: [] for mode in MODES}  # of this process's CPU
     fetched_per_run: list[list[int]] = []
     with tempfile.TemporaryDirectory() as folder:
         conf = Path(folder) / "mosquitto.conf"
@@ -128,16 +174,18 @@ def main() -> int:
                 for mode in MODES[round_ % 3 :] + MODES[: round_ % 3]:
                     ui = {"enabled": mode != "off", "port": ui_port}
                     settings = load_settings(args.config, **base, ui=ui)
-                    stop, fetched = spawn.Event(), spawn.Array("l", 3)
+                    stop, ready, fetched = spawn.Event(), spawn.Event(), spawn.Array("l", 3)
                     watcher = None
                     if mode == "clients":
                         watcher = spawn.Process(
-                            target=clients, args=(ui_port, args.clients, stop, fetched)
+                            target=clients, args=(ui_port, args.clients, stop, ready, fetched)
                         )
                         watcher.start()
+                        ready.wait(60)  # knocking before the server opens: there from the start
                     cpu = time.process_time()
                     try:
-                        summary = run_pipeline(settings)
+                        with ThreadClock() as page:
+                            summary = run_pipeline(settings)
                     finally:
                         stop.set()
                         if watcher is not None:
@@ -147,6 +195,7 @@ def main() -> int:
                     rates[mode].append(summary.tiles_inferred / max(summary.elapsed_s, 1e-9))
                     frames = max(summary.frames_inferred, 1)
                     cpu_ms[mode].append((time.process_time() - cpu) * 1e3 / frames)
+                    ui_share[mode].append(page.total / max(time.process_time() - cpu, 1e-9))
                     if mode == "clients":
                         fetched_per_run.append(list(fetched))
         finally:
@@ -171,6 +220,8 @@ def main() -> int:
         # CPU time of the daemon's process per frame (the clients run in another process).
         "cpu_ms_per_frame": {k: round(v, 2) for k, v in cpu.items()},
         "ui_clients_cpu_cost": round(cpu["clients"] / cpu["off"] - 1, 4),
+        # The page's threads' share of the daemon's CPU time (medians of the runs).
+        "ui_cpu_share": {m: round(statistics.median(v), 4) for m, v in ui_share.items()},
         # Per run with clients: camera pictures, crops and live updates they received in all.
         "fetched_pictures_crops_updates": fetched_per_run,
     }, indent=2))  # fmt: skip

@@ -22,7 +22,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -37,6 +36,8 @@ from inspector.ui.state import LiveState
 
 COOKIE = "inspector_token"
 MAX_EVENTS_LIMIT = 1000
+_CACHED_FILES = 64
+_CACHED_MAX_BYTES = 256 * 1024
 _KEEPALIVE_S = 15.0  # a comment line now and then: proxies and browsers keep the stream open
 
 
@@ -99,6 +100,7 @@ def create_app(
 ) -> ASGIApp:
     page = (_static_dir() / "index.html").read_text(encoding="utf-8")
     root = evidence_root.resolve() if evidence_root is not None else None
+    recent: dict[Path, bytes] = {}  # evidence pictures served lately, oldest first
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
@@ -118,7 +120,7 @@ def create_app(
     async def frame(request: Request) -> Response:
         camera = request.path_params["camera"]
         # Drawing and encoding release the GIL; off the loop, so the page stays responsive.
-        jpeg = await run_in_threadpool(state.frame_jpeg, camera)
+        jpeg = state.cached_jpeg(camera) or await run_in_threadpool(state.frame_jpeg, camera)
         if jpeg is None:
             return PlainTextResponse(f"no frame from camera {camera!r} yet\n", 404)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -129,9 +131,21 @@ def create_app(
         wanted = (root / request.path_params["path"]).resolve()
         if not wanted.is_relative_to(root) or wanted == root:
             return PlainTextResponse("outside the evidence store\n", 404)
-        if not wanted.is_file():
-            return PlainTextResponse("no such picture (yet)\n", 404)
-        return FileResponse(wanted, headers={"Cache-Control": "max-age=3600"})
+        # Crops are a few kB and every page asks for the same new ones: read once, from
+        # memory after that (a worker thread per file cost more than the file).
+        body = recent.get(wanted)
+        if body is None:
+            try:
+                body = wanted.read_bytes() if wanted.is_file() else None
+            except OSError:
+                body = None
+            if body is None:
+                return PlainTextResponse("no such picture (yet)\n", 404)
+            if len(body) <= _CACHED_MAX_BYTES:
+                recent[wanted] = body
+                while len(recent) > _CACHED_FILES:
+                    recent.pop(next(iter(recent)))
+        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def stream(request: Request) -> Response:
         if state.live_pages >= max_live_pages:

@@ -31,7 +31,11 @@ def tile_verdict_picture(
     scale = min(1.0, width / image.shape[1])
     if scale < 1.0:
         size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        out = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        # Down to half, linear is as good to the eye and 8x cheaper than area (measured:
+        # 0.8 against 6.8 ms for 896x448 -> 640x320); below half, area (integer ratios of
+        # big frames are its fast case) keeps fine lines from aliasing.
+        interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+        out = np.asarray(cv2.resize(image, size, interpolation=interpolation), np.uint8)
     else:
         out = image.copy()  # drawn on: the frame itself is shared with the other sinks
     if out.ndim == 2 or out.shape[2] == 1:

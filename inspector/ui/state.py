@@ -276,6 +276,18 @@ class LiveState:
         self._line_cache = (now, line)
         return line
 
+    def cached_jpeg(self, camera: str) -> bytes | None:
+        """The picture already drawn, when it is still the one to show: no drawing, no wait
+        (the server's loop answers it without a worker thread)."""
+        with self._lock:
+            view = self._cameras.get(camera)
+            if view is None or view.jpeg is None:
+                return None
+            fresh = view.jpeg_frames == view.frames
+            if fresh or self.clock() - view.jpeg_at < self.frame_interval_s:
+                return view.jpeg
+            return None
+
     def frame_jpeg(self, camera: str) -> bytes | None:
         """The page's picture of ``camera``'s newest frame: drawn again only when a newer
         frame came and the last drawing is older than the frame interval."""
