@@ -53,7 +53,7 @@ class UiSettings(SinkSettings):
         "(default: [evidence]'s path when that sink is on)",
     )  # fmt: skip
     frame_width: int = Field(default=640, ge=64, le=4096, description="the page's pictures")
-    frame_fps: float = Field(default=4.0, gt=0, le=10, description="pictures per camera at most")
+    frame_fps: float = Field(default=2.0, gt=0, le=10, description="pictures per camera at most")
     jpeg_quality: int = Field(default=70, ge=10, le=100)
     events: int = Field(default=100, ge=1, le=10_000, description="defects kept for the page")
     max_pages: int = Field(default=16, ge=1, le=1000, description="live pages at once")

@@ -98,14 +98,18 @@ function renderCounts(counts) {
   setText("count-ok", counts.ok);
   setText("count-nok", counts.nok);
   const classes = $("count-classes");
-  classes.replaceChildren(...Object.entries(counts.classes).map(([name, n]) => {
-    const li = document.createElement("li");
-    li.dataset.class = name;
-    li.innerHTML = "<span></span> <b></b>";
-    li.firstChild.textContent = name;
-    li.lastChild.textContent = n;
-    return li;
-  }));
+  for (const [name, n] of Object.entries(counts.classes)) {
+    let li = [...classes.children].find((item) => item.dataset.class === name);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.class = name;
+      li.innerHTML = "<span></span> <b></b>";
+      li.firstChild.textContent = name;
+      classes.appendChild(li);
+    }
+    if (li.lastChild.textContent !== String(n)) li.lastChild.textContent = n;
+  }
+  for (const li of [...classes.children]) if (!(li.dataset.class in counts.classes)) li.remove();
   drawChart(counts.minutes);
 }
 
