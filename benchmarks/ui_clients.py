@@ -153,6 +153,7 @@ def main() -> int:
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu_ms: dict[str, list[float]] = {mode: [] for mode in MODES}  # this process, per frame
     ui_share: dict[str, list[float]] = {mode: [] for mode in MODES}  # of this process's CPU
+    ui_cores: dict[str, list[float]] = {mode: [] for mode in MODES}  # CPU s per wall s
     fetched_per_run: list[list[int]] = []
     with tempfile.TemporaryDirectory() as folder:
         conf = Path(folder) / "mosquitto.conf"
@@ -182,7 +183,7 @@ def main() -> int:
                         )
                         watcher.start()
                         ready.wait(60)  # knocking before the server opens: there from the start
-                    cpu = time.process_time()
+                    cpu, wall = time.process_time(), time.perf_counter()
                     try:
                         with ThreadClock() as page:
                             summary = run_pipeline(settings)
@@ -196,6 +197,7 @@ def main() -> int:
                     frames = max(summary.frames_inferred, 1)
                     cpu_ms[mode].append((time.process_time() - cpu) * 1e3 / frames)
                     ui_share[mode].append(page.total / max(time.process_time() - cpu, 1e-9))
+                    ui_cores[mode].append(page.total / (time.perf_counter() - wall))
                     if mode == "clients":
                         fetched_per_run.append(list(fetched))
         finally:
@@ -222,6 +224,9 @@ def main() -> int:
         "ui_clients_cpu_cost": round(cpu["clients"] / cpu["off"] - 1, 4),
         # The page's threads' share of the daemon's CPU time (medians of the runs).
         "ui_cpu_share": {m: round(statistics.median(v), 4) for m, v in ui_share.items()},
+        # The same as a load: cores the page's threads kept busy while the pipeline ran.
+        "ui_cores": {m: round(statistics.median(v), 4) for m, v in ui_cores.items()},
+        "cpu_cores": os.cpu_count(),
         # Per run with clients: camera pictures, crops and live updates they received in all.
         "fetched_pictures_crops_updates": fetched_per_run,
     }, indent=2))  # fmt: skip
