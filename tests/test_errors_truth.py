@@ -14,6 +14,7 @@ from inspector.acceptance.truth import load_truth
 from inspector.errors import EX_DATAERR, DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
+INSPECTOR = [sys.executable, "-m", "inspector"]
 GOOD = '{"frame_id": 0, "defects": [{"class": "crack", "bbox_px": [0, 0, 10, 10]}]}'
 
 
@@ -63,8 +64,7 @@ def test_replay_exits_65_with_one_line(tmp_path: Path) -> None:
     config.write_text('[[cameras]]\nid = "cam0"\nsource = "v.mp4"\n')
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("INSPECTOR__")}
     result = subprocess.run(
-        [sys.executable, "-m", "inspector", "replay", str(video), "--truth", str(truth)]
-        + ["--config", str(config)],
+        [*INSPECTOR, "replay", str(video), "--truth", str(truth), "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
