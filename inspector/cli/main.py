@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from inspector import __version__
-from inspector.errors import InspectorError
+from inspector.errors import EX_USAGE, InspectorError
 from inspector.logs import configure_logging
+
+
+class UsageParser(argparse.ArgumentParser):
+    """Bad usage is one line and exit 64 (EX_USAGE, as the README documents), not argparse's
+    usage block and exit 2. Sub-command parsers are made of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EX_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         watch,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="inspector",
         description="Production-line camera inspection: frames -> tiles -> CNN -> MQTT events.",
     )
