@@ -28,6 +28,7 @@ from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdo
 from inspector.sinks import FanOut, Sink
 from inspector.sinks.registry import open_sinks
 from inspector.tiling import TileMask
+from inspector.tiling.fit import check_tiles_fit
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,7 @@ def run_pipeline(
                 TileMask.from_file(camera_settings.roi_mask) if camera_settings.roi_mask else None
             )
             cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
+        check_tiles_fit(settings.tiling, cameras)  # before the broker: a config mistake, exit 78
         opened = open_sinks(settings)
         sinks = FanOut([*opened, *extra_sinks])
         if on_ack is not None:

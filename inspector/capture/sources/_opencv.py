@@ -49,6 +49,15 @@ class OpenCvSource(Generic[SettingsT]):
             raise SourceError(f"camera {self.settings.id}: {self.description} delivered no frame")
         return Grab(image=np.asarray(image, dtype=np.uint8))
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) the opened capture declares: a recording's own, the size a
+        camera's driver agreed to; None when closed or not declared."""
+        if self._capture is None:
+            return None
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return (width, height) if width > 0 and height > 0 else None
+
     def nominal_fps(self) -> float | None:
         if self._capture is None:
             return None
