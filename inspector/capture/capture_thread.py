@@ -130,13 +130,29 @@ class CaptureThread(threading.Thread):
                 return
 
     def _reopen(self) -> bool:
+        """Reopen with exponential backoff until it works or ``stop`` is set. Quietly: a
+        reason is logged and put on the status topic once, and again only when it changes,
+        so a camera that stays away does not fill the journal."""
         delay = _BACKOFF_FIRST_S
+        said: str | None = None
+        attempts = 0
         while not self.stop_event.wait(delay):
             try:
                 self.source.open()
             except SourceError as exc:
                 self.errors += 1
-                self._log.warning("reopen_failed", error=str(exc), retry_in_s=delay)
+                attempts += 1
+                reason = str(exc)
+                if reason != said:
+                    self._log.warning(
+                        "reopen_failed",
+                        error=reason,
+                        retry=f"quietly, with backoff up to {_BACKOFF_MAX_S:g} s",
+                    )
+                    self._state("reconnecting", reason)
+                    said = reason
+                else:
+                    self._log.debug("reopen_failed", attempts=attempts, retry_in_s=delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
             self.reconnects += 1

@@ -14,6 +14,13 @@ from inspector.errors import SourceError
 SettingsT = TypeVar("SettingsT", bound=SourceSettings)
 
 
+def quiet_opencv() -> None:
+    """OpenCV's own warnings (``[ WARN:0@…] … can't open camera by index``) go straight to
+    stderr, outside the structured logs, and again on every reconnect attempt: what failed
+    is said once, in our SourceError line; OpenCV's errors still show."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class OpenCvSource(Generic[SettingsT]):
     """One cv2.VideoCapture; subclasses say how to open it."""
 
@@ -35,6 +42,7 @@ class OpenCvSource(Generic[SettingsT]):
 
     def open(self) -> None:
         self.close()
+        quiet_opencv()
         capture = self._open_capture()
         if not capture.isOpened():
             capture.release()
