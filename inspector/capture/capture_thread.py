@@ -67,8 +67,11 @@ class CaptureThread(threading.Thread):
                 self._state("up")
             else:
                 self.errors += 1
-                self._state("reconnecting", f"camera {self.camera_id}: not open at start")
-                if not self._reopen():
+                # Why it did not open (already logged once at start), else a plain word.
+                reason = getattr(self.source, "open_error", None)
+                reason = reason or f"camera {self.camera_id}: not open at start"
+                self._state("reconnecting", reason)
+                if not self._reopen(reason):
                     return
             self._loop()
         except Exception as exc:  # a decoder crash must end this camera, not hang the run
@@ -129,13 +132,17 @@ class CaptureThread(threading.Thread):
             if not self.frames.put(frame, self.stop_event):
                 return
 
-    def _reopen(self) -> bool:
-        """Reopen with exponential backoff until it works or ``stop`` is set. Quietly: a
-        reason is logged and put on the status topic once, and again only when it changes,
-        so a camera that stays away does not fill the journal."""
+    def _reopen(self, said: str | None = None) -> bool:
+        """Reopen with exponential backoff until it works or ``stop`` is set. Quietly: why
+        it fails is logged once, and again only when that changes (``said``: already told),
+        so a camera that stays away does not fill the journal; its state is on the status
+        topic."""
         delay = _BACKOFF_FIRST_S
-        said: str | None = None
         attempts = 0
+        if said is not None:
+            self._log.info(
+                "reconnecting", retry=f"quietly, with backoff up to {_BACKOFF_MAX_S:g} s"
+            )
         while not self.stop_event.wait(delay):
             try:
                 self.source.open()
@@ -149,7 +156,6 @@ class CaptureThread(threading.Thread):
                         error=reason,
                         retry=f"quietly, with backoff up to {_BACKOFF_MAX_S:g} s",
                     )
-                    self._state("reconnecting", reason)
                     said = reason
                 else:
                     self._log.debug("reopen_failed", attempts=attempts, retry_in_s=delay)

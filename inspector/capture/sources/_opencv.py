@@ -32,6 +32,7 @@ class OpenCvSource(Generic[SettingsT]):
         self.settings = settings
         self.description = settings.source
         self._capture: cv2.VideoCapture | None = None
+        self.open_error: str | None = None  # why the last open() failed
 
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -42,6 +43,14 @@ class OpenCvSource(Generic[SettingsT]):
 
     def open(self) -> None:
         self.close()
+        self.open_error = None
+        try:
+            self._open()
+        except SourceError as exc:
+            self.open_error = str(exc)  # for the camera's status while it is retried
+            raise
+
+    def _open(self) -> None:
         quiet_opencv()
         capture = self._open_capture()
         if not capture.isOpened():

@@ -65,12 +65,12 @@ class UsbSource(OpenCvSource[UsbSettings]):
         match = DEVICE_PATH.match(self.settings.source)
         return int(match.group(1)) if match else int(self.settings.source)
 
-    def open(self) -> None:
+    def _open(self) -> None:
         """Open the device, or one SourceError line that says which video devices this PC
         has and what to check; OpenCV is not asked about a device node that is not there
         (it would print its own warnings on every retry)."""
         node = _DEV / f"video{self._index()}"
-        where = f"camera {self.settings.id}: {self.settings.source}"
+        where = f"camera {self.settings.id}: cannot open {self.settings.source}"
         if not node.exists():
             raise SourceError(
                 f"{where}: there is no {node}; {describe_devices(video_devices())}. Check the "
@@ -78,7 +78,7 @@ class UsbSource(OpenCvSource[UsbSettings]):
                 "lists the cameras)"
             )
         try:
-            super().open()
+            super()._open()
         except SourceError:
             raise SourceError(
                 f"{where}: {node} is there but does not deliver video; check that no other "
