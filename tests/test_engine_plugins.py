@@ -147,7 +147,7 @@ def test_create_engine_opens_the_chosen_plugin(tmp_path: Path) -> None:
     class Stray(EngineSettings):
         backend: Literal["stray"] = "stray"
 
-    with pytest.raises(ModelError, match=r"'stray': unknown backend, known backends: 'auto', 'onnx"):
+    with pytest.raises(ModelError, match=rf"'stray': unknown backend, known backends: {KNOWN}"):
         create_engine(Stray(path=path), max_batch=2)
 
 
@@ -214,7 +214,7 @@ def test_a_new_backend_module_is_found_without_other_edits(echo_backend: Path) -
     assert isinstance(adapter.validate_python({"path": "m.onnx"}), OnnxRuntimeSettings)
     with pytest.raises(ValidationError, match=r"echo.gain\n  Input should be greater than 0"):
         adapter.validate_python({"backend": "echo", "gain": 0})
-    with pytest.raises(ValidationError, match="known backends: 'auto', 'echo', 'onnxruntime', 'openvino'"):
+    with pytest.raises(ValidationError, match="known backends: 'auto', 'echo', 'onnxruntime'"):
         adapter.validate_python({"backend": "stray"})
     assert plugins["echo"].open(echo, "card", 4) == ("echo", 2.5, "card", 4)
 

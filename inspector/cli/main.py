@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from inspector import __version__
 from inspector.errors import InspectorError
-from inspector.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from inspector.logs import configure_logging  # structlog: not for --help
+
     configure_logging()  # stderr, so stdout stays clean for --json; `run` refines it from config
     try:
         return int(args.func(args))
