@@ -9,7 +9,7 @@ import uuid
 from mqtt_helpers import Broker, compact, event, publish_raw, start_watch
 
 from inspector.cli import watch
-from inspector.publishing import defects_topic
+from inspector.publishing.topics import defects_topic
 
 
 def test_bad_payloads_are_skipped_and_watch_goes_on(mosquitto: Broker) -> None:

@@ -9,7 +9,6 @@ from typing import NoReturn
 
 from inspector import __version__
 from inspector.errors import EX_USAGE, InspectorError
-from inspector.logs import configure_logging
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -63,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from inspector.logs import configure_logging  # structlog: not for --help
+
     configure_logging()  # stderr, so stdout stays clean for --json; `run` refines it from config
     try:
         return int(args.func(args))

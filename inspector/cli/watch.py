@@ -11,15 +11,16 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.cli.arguments import positive_float, positive_int
 from inspector.cli.payloads import PayloadError, event_problem, one_line, parse_payload
-from inspector.config import load_settings
 from inspector.errors import EX_USAGE
-from inspector.publishing.settings import MqttSettings
-from inspector.publishing.subscription import Subscription
 from inspector.publishing.topics import DEFECTS_WILDCARD
+
+if TYPE_CHECKING:  # pydantic and paho load when a command runs, not for --help
+    from inspector.publishing.settings import MqttSettings
+    from inspector.publishing.subscription import Subscription
 
 PROG = "inspector watch"
 
@@ -82,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings(args: argparse.Namespace) -> MqttSettings:
+    from inspector.config import load_settings
+    from inspector.publishing.settings import MqttSettings
+
     settings = load_settings(args.config).mqtt if args.config else MqttSettings()
     update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     return settings.model_copy(update=update)
@@ -188,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     if not valid_filter(args.topic):
         print(f"{PROG}: error: invalid MQTT topic filter {args.topic!r}", file=sys.stderr)
         return EX_USAGE
+    from inspector.publishing.subscription import Subscription
+
     settings = _settings(args)
     subscription = Subscription(
         settings,

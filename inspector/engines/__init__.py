@@ -9,10 +9,6 @@ at start-up.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
 from inspector.engines.base import Engine, EngineSettings
 from inspector.engines.card import ModelCard, load_model
 from inspector.engines.registry import PLUGINS, ModelSettings
@@ -30,24 +26,4 @@ def create_engine(settings: EngineSettings, max_batch: int) -> Engine:
             f"{', '.join(repr(name) for name in PLUGINS)}"
         )
     card = load_model(settings.path)
-    engine = plugin.open(settings, card, max_batch)
-    try:
-        check_output(engine, settings.path)
-    except BaseException:
-        engine.close()
-        raise
-    return engine
-
-
-def check_output(engine: Engine, path: Path) -> None:
-    """One real inference at load: a class dimension left dynamic in the graph is checked
-    against the card's labels here, at start, not on the first part at the line."""
-    spec = engine.card.input
-    try:
-        engine.infer(np.zeros((1, spec.channels, spec.height, spec.width), np.float32))
-    except ModelError:
-        raise
-    except Exception as exc:  # the runtime's own error types (a reshape inside the graph...)
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ModelError(f"{path}: one inference at load failed: {first}") from None
+    return plugin.open(settings, card, max_batch)

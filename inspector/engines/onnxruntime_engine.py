@@ -57,6 +57,7 @@ class OnnxRuntimeEngine(EngineBase):
         self._input = card.input.name
         self._output = card.output.name
         self._path = onnx_path
+        self._check_output(onnx_path)
 
     def infer(self, batch: Batch) -> Scores:
         if self._session is None:

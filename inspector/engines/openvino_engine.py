@@ -106,6 +106,7 @@ class OpenVinoEngine(EngineBase):
         self._busy: deque[tuple[Any, int]] = deque()  # (request, batch size), oldest first
         self._next = 0
         self._closed = False
+        self._check_output(settings.path)
 
     @property
     def full(self) -> bool:
