@@ -60,7 +60,9 @@ class Environment:
         for name in sorted(self.variables):
             parts = self._parts(name)
             section = parts[0]
-            if section not in known or any(not part for part in parts):
+            if section in known and not all(parts):
+                raise ConfigError(f"{name}: an empty name between two `{_DELIMITER}`")
+            if section not in known:
                 raise ConfigError(
                     f"{name}: unknown section `{section}`{did_you_mean(section, known)} "
                     f"(variables are {ENV_PREFIX}<SECTION>__<KEY>)"
