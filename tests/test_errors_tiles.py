@@ -73,6 +73,19 @@ def test_a_configured_camera_size_is_checked_without_the_camera(tmp_path: Path) 
     )
 
 
+def test_a_genicam_cameras_width_and_height_features_are_its_frame_size(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[cameras]]\nid = "gige"\ntype = "gentl"\ncti = "p.cti"\nsource = "serial:1"\n'
+        "features = { Width = 200, Height = 100, ExposureTime = 5000.0 }\n"
+    )
+    settings = load_settings(config)
+    camera = settings.cameras[0]
+    unopened = SimpleNamespace(description="serial:1")  # no frame_size(): the config says it
+    with pytest.raises(ConfigError, match=r"^camera gige \(serial:1\): frame 200x100 is smaller"):
+        check_tiles_fit(settings.tiling, [SimpleNamespace(settings=camera, source=unopened)])
+
+
 def test_tiles_that_fit_pass_and_unknown_sizes_are_left_to_the_first_frame(
     tmp_path: Path,
 ) -> None:

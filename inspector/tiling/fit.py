@@ -1,8 +1,9 @@
 """Whether the tiles fit the frames, checked at start where the frame size is known then.
 
 A recording says its size when it is opened; a camera configured with a width and a
-height says it in the configuration. A tile larger than such a frame is a configuration
-mistake to report before the broker is connected, not a pipeline failure on the first frame.
+height (a GenICam camera: its Width and Height features) says it in the configuration. A
+tile larger than such a frame is a configuration mistake to report before the broker is
+connected, not a pipeline failure on the first frame.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from inspector.tiling.tiler import Tiler
 
 def known_frame_size(source: Any, settings: Any) -> tuple[int, int] | None:
     """(width, height) of the frames ``source`` will deliver, where known before the first:
-    the opened source's own (``frame_size()``), else the configured ``width`` and ``height``."""
+    the opened source's own (``frame_size()``), else the configured ``width`` and ``height``
+    (a GenICam camera's ``Width`` and ``Height`` features)."""
     measure = getattr(source, "frame_size", None)
     size = measure() if callable(measure) else None
     if size is not None:
         return int(size[0]), int(size[1])
     width, height = getattr(settings, "width", None), getattr(settings, "height", None)
-    if isinstance(width, int) and isinstance(height, int):
+    features = getattr(settings, "features", None)
+    if isinstance(features, dict) and width is None and height is None:
+        # A GenICam camera's image size is its Width and Height features (SFNC names).
+        width, height = features.get("Width"), features.get("Height")
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
         return width, height
     return None
 
