@@ -167,3 +167,23 @@ def test_a_camera_key_beside_the_whole_list_is_refused(
     monkeypatch.setenv("INSPECTOR__CAMERAS__0__LOOP", "true")
     with pytest.raises(ConfigError, match=r"^INSPECTOR__CAMERAS__0__LOOP: cannot be combined"):
         load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("INSPECTOR__MQTT____PORT", "1", "INSPECTOR__MQTT____PORT: an empty name between two `__`"),
+        ("INSPECTOR__LINE", "", "INSPECTOR__LINE: not valid JSON (Expecting value at column 1)"),
+        ("INSPECTOR__LINE", "[" * 5000, "INSPECTOR__LINE: not valid JSON (nested too deeply)"),
+        ("INSPECTOR__MQTT", "[1]", "INSPECTOR__MQTT: mqtt: Input should be a valid dictionary"),
+        ("inspector__mqqt__port", "1", "inspector__mqqt__port: unknown section `mqqt`"),
+    ],
+)
+def test_other_bad_variables_are_one_line_naming_them(
+    config: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)
