@@ -34,14 +34,13 @@ from inspector.capture.sources.base import Identifier
 from inspector.capture.sources.base import QueuePolicyName as QueuePolicyName
 from inspector.capture.sources.registry import CameraSettings as CameraSettings
 from inspector.engines.registry import ModelSettings, default_model_settings
-from inspector.environment import ENV_PREFIX, Environment
+from inspector.environment import ENV_PREFIX as ENV_PREFIX  # re-exported: it was defined here
+from inspector.environment import Environment
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
 from inspector.sections import Section, SinkSettings, StateFolder
 from inspector.textfiles import read_text
 from inspector.validation import describe
-
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "state_folder"]
 
 
 class LineSettings(Section):

@@ -112,3 +112,15 @@ def test_the_daemon_says_it_once_and_retries_quietly(
     assert state["state"] == "reconnecting"
     assert state["error"].startswith(f"camera cam0: cannot open {ABSENT}: there is no {ABSENT};")
     assert state["errors"] == 1
+
+
+def test_inspector_cameras_lists_the_video_devices(fake_devices: Path) -> None:
+    from inspector.capture import discovery
+
+    rows = discovery.usb_cameras()
+    assert [(r["index"], r["model"], r["producer"]) for r in rows] == [
+        ("2", "", "v4l2"),
+        ("10", "HD Webcam C615", "v4l2"),
+        ("11", "HD Webcam C615", "v4l2"),
+    ]
+    assert rows[1]["name"] == str(fake_devices / "video10")

@@ -34,7 +34,7 @@ def _safe(read: Any) -> Any:
 def usb_cameras() -> list[dict[str, Any]]:
     """The V4L2 devices (UVC cameras), for ``source = "/dev/videoN"`` or its index."""
     return [
-        {"producer": "v4l2", "index": path.removeprefix("/dev/video"), "model": name,
+        {"producer": "v4l2", "index": Path(path).name.removeprefix("video"), "model": name,
          "name": path, "interface": "usb"}
         for path, name in video_devices()
     ]  # fmt: skip
