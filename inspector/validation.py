@@ -103,12 +103,15 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return [m for m in _members(annotation) if _is_model(m)] if annotation is not None else []
 
 
-def _tag_field(model: type[BaseModel], tag: str) -> str:
+def _tag_field(model: type[BaseModel], tag: str) -> str | None:
     return next(
-        name
-        for name, field in model.model_fields.items()
-        if get_origin(_unwrap(field.annotation)) is Literal
-        and tag in get_args(_unwrap(field.annotation))
+        (
+            name
+            for name, field in model.model_fields.items()
+            if get_origin(_unwrap(field.annotation)) is Literal
+            and tag in get_args(_unwrap(field.annotation))
+        ),
+        None,
     )
 
 
@@ -141,7 +144,7 @@ def _unknown_key(root: type[BaseModel], raw: Loc, key: str) -> tuple[str, list[s
         having = [
             repr(value)
             for m in members
-            if m is not parent and key in _keys(m)
+            if field is not None and m is not parent and key in _keys(m) and field in m.model_fields
             for value in get_args(_unwrap(m.model_fields[field].annotation))
         ]
         if having:
@@ -175,6 +178,17 @@ def describe(
     ``blame`` maps a field path (as pydantic gives it, tags left out) to the environment
     variable that set it: that variable is named instead of ``origin`` (the file).
     """
+    try:
+        return _describe(error, root, origin, blame)
+    except Exception:  # a model shape this walk does not know: pydantic's own words, still one line
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        return f"{origin}: {where}: {first['msg']}".replace("\n", " ")
+
+
+def _describe(
+    error: ValidationError, root: type[BaseModel], origin: str, blame: Mapping[Loc, str] | None
+) -> str:
     errors = error.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc, _ = walk(root, tuple(first["loc"]))
@@ -196,4 +210,4 @@ def describe(
             origin = blame[loc[:depth]]
             break
     more = f" (and {len(others)} more)" if others else ""
-    return f"{origin}: {where}: {reason}{more}"
+    return " ".join(f"{origin}: {where}: {reason}{more}".splitlines())
