@@ -247,6 +247,8 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     environment = Environment(os.environ)
     cls = _settings_class(data, environment, str(path))
     environment.check(cls.model_fields)
@@ -254,6 +256,8 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         settings = cls(**overrides)
     except SettingsError as exc:  # what the checks above did not foresee, still one line
         raise ConfigError(f"{ENV_PREFIX}*: {exc}") from None
+    except RecursionError:  # a value nested deeper than merging and validating can follow
+        raise ConfigError(f"{path} or its {ENV_PREFIX} variables: nested too deeply") from None
     except ValidationError as exc:
         # A variable that set the bad field is named instead of the file.
         blame = environment.blame(data.get("cameras"))

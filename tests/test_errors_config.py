@@ -187,3 +187,10 @@ def test_other_bad_variables_are_one_line_naming_them(
         load_settings(config)
     assert str(caught.value).startswith(expected)
     assert "\n" not in str(caught.value)
+
+
+def test_a_config_nested_too_deeply_is_one_line(config: Path) -> None:
+    config.write_text(CONFIG + "x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == f"{config}: invalid TOML: nested too deeply"

@@ -89,3 +89,20 @@ def test_a_matching_card_still_loads(tmp_path: Path) -> None:
     assert card_path(model).is_file()
     engine = create_engine(load_settings(config(tmp_path, model)).model, 2)
     engine.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "invalid JSON: nested too deeply"),
+        ('{"name": NaN}', "invalid JSON: NaN is not a number JSON allows"),
+        ('{"labels": [Infinity]}', "invalid JSON: Infinity is not a number JSON allows"),
+    ],
+)
+def test_a_card_that_is_no_json_is_one_line(tmp_path: Path, text: str, reason: str) -> None:
+    model = tmp_path / "m.onnx"
+    build_color_model(model, size=32)
+    card_path(model).write_text(text)
+    with pytest.raises(ModelError) as caught:
+        load_model(model)
+    assert str(caught.value) == f"{card_path(model)}: {reason}"

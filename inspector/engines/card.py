@@ -151,12 +151,20 @@ def write_card(card: ModelCard, onnx_path: Path) -> ModelCard:
     return card
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_card(path: Path) -> ModelCard:
     """Parse and validate one card file, or raise one ``<path>: <field>: <reason>`` line."""
     text = read_text(path, ModelError, "model card", " (it must sit beside the .onnx)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ModelError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
         raise ModelError(f"{path}: invalid JSON: {exc}") from None
     try:
         return ModelCard.model_validate(data)
