@@ -109,4 +109,7 @@ class PipelineWatchdog(threading.Thread):
             self._last = frames
 
     def stop(self) -> None:
+        """No STATUS= after this returns: STOPPING=1 must be the last word systemd hears."""
         self._stop_event.set()
+        if self.is_alive():
+            self.join()
