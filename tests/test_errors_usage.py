@@ -57,3 +57,25 @@ def test_every_exit_code_is_documented() -> None:
     raised = {cls.exit_code for cls in _subclasses(InspectorError)}
     # 0 success, 1 a failed check (replay, watch --timeout), 130 Ctrl-C.
     assert constants | raised | {0, 1, 130} == documented
+
+
+def test_a_bug_is_one_line_and_exit_70_with_the_traceback_on_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inspector.cli import cameras
+    from inspector.cli import main as cli
+
+    def broken(_args: object) -> int:
+        raise KeyError("stage")
+
+    monkeypatch.setattr(cameras, "run", broken)  # registered when the parser is built
+    monkeypatch.delenv("INSPECTOR_TRACEBACK", raising=False)
+    assert cli.main(["cameras"]) == 70
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "inspector cameras: internal error: KeyError: 'stage' (a bug; rerun with "
+        "INSPECTOR_TRACEBACK=1 and report the traceback)"
+    ]
+    monkeypatch.setenv("INSPECTOR_TRACEBACK", "1")
+    with pytest.raises(KeyError):
+        cli.main(["cameras"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from inspector import __version__
-from inspector.errors import EX_USAGE, InspectorError
+from inspector.errors import EX_SOFTWARE, EX_USAGE, InspectorError
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -72,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the operator, the traceback on request
+        if os.environ.get("INSPECTOR_TRACEBACK"):
+            raise
+        print(
+            f"inspector {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(a bug; rerun with INSPECTOR_TRACEBACK=1 and report the traceback)",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE
 
 
 if __name__ == "__main__":
