@@ -10,6 +10,16 @@
 # CI runs. Without a terminal it does not serve at the end either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Each step says how long it took, and the end the total: the README's timings are these.
+step_name="" step_started=0
+step() {
+    [ -n "$step_name" ] && echo "    ($step_name: $((SECONDS - step_started)) s)"
+    step_name="${1%% *}" step_started=$SECONDS
+    [ -n "$1" ] && echo "==> $1"
+    return 0
+}
+step "setup (scripts/setup.sh dev,train,ui)"
 scripts/setup.sh dev,train,ui
 inspector=.venv/bin/inspector
 
@@ -36,18 +46,18 @@ fi
 recording_args+=(--cols 4)
 
 if [ ! -f "$model" ]; then
-    echo "==> training ${model%.onnx} on ELPV (no model yet; $model)"
+    step "training ${model%.onnx} on ELPV (no model yet; $model)"
     "$inspector" train elpv --out "${model%.onnx}" "${train_args[@]}"
 fi
 if [ ! -f "$recording" ] || [ ! -f "$recording.truth.jsonl" ]; then
-    echo "==> building $recording from the ELPV test cells"
+    step "building $recording from the ELPV test cells"
     "$inspector" make-recording elpv --out "$recording" "${recording_args[@]}"
 fi
 
 source scripts/lib/broker.sh
 start_broker "$workdir"
 port="$broker_port"
-echo "==> mosquitto on 127.0.0.1:$port"
+echo "    mosquitto on 127.0.0.1:$port"
 
 export INSPECTOR__MQTT__PORT="$port" INSPECTOR__MODEL__PATH="$PWD/$model"
 # The operator's page on 8080, or on a free port when 8080 is taken.
@@ -59,15 +69,16 @@ except OSError:
     s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])')"
 export INSPECTOR__UI__ENABLED=true INSPECTOR__UI__PORT="$ui_port"
-echo "==> the operator's page: http://127.0.0.1:$ui_port/ (while the replay runs)"
+echo "    the operator's page: http://127.0.0.1:$ui_port/ (while the replay runs)"
 "$inspector" watch --port "$port" 'line/+/defects' &
 watch_pid=$!
 sleep 0.5
 
-echo "==> inspector replay $recording (model $model)"
+step "inspector replay $recording (model $model)"
 status=0
 "$inspector" replay "$recording" --config config.toml --report reports/demo || status=$?
-echo "==> report: reports/demo/report.html (and report.json)"
+step ""
+echo "==> report: reports/demo/report.html (and report.json); the demo took $SECONDS s"
 
 if [ "${DEMO_QUICK:-0}" != 1 ] && [ -t 0 ] && [ -t 1 ]; then
     kill "$watch_pid" 2>/dev/null || true
