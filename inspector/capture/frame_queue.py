@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 
 from inspector.frames import Frame
@@ -23,12 +24,19 @@ class QueuePolicy(StrEnum):
     BLOCK = "block"
 
 
+# Told of each frame the queue takes in, or drops to make room: called under the queue's lock
+# on the capture thread, so it must be quick and must not touch the queue.
+FrameListener = Callable[[Frame], None]
+
+
 class FrameQueue:
     def __init__(
         self,
         capacity: int,
         policy: QueuePolicy,
         ready: threading.Condition | None = None,
+        on_accept: FrameListener | None = None,
+        on_drop: FrameListener | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -39,6 +47,8 @@ class FrameQueue:
         self._closed = False
         self.accepted = 0
         self.dropped = 0
+        self._on_accept = on_accept
+        self._on_drop = on_drop
 
     def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
         """Queue a frame; False if it was not queued (queue closed, or stop set while blocked)."""
@@ -54,10 +64,16 @@ class FrameQueue:
                     if self._closed:
                         return False
             elif len(self._frames) >= self.capacity:
-                self._frames.popleft()
+                dropped = self._frames.popleft()
                 self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(dropped)
             self._frames.append(frame)
             self.accepted += 1
+            if self._on_accept is not None:
+                # Under the lock, before the batcher can take it: a listener hears of a frame
+                # before anything can come of it, in the order frames are queued.
+                self._on_accept(frame)
             self.ready.notify_all()
             return True
 
