@@ -24,8 +24,9 @@ class QueuePolicy(StrEnum):
     BLOCK = "block"
 
 
-# Told of each frame the queue takes in, or drops to make room: called under the queue's lock
-# on the capture thread, so it must be quick and must not touch the queue.
+# Told of each frame offered to the queue, and of each it gives up (dropped to make room, or
+# refused by a stopping BLOCK queue): called under the queue's lock on the capture thread, so
+# it must be quick and must not touch the queue.
 FrameListener = Callable[[Frame], None]
 
 
@@ -35,7 +36,7 @@ class FrameQueue:
         capacity: int,
         policy: QueuePolicy,
         ready: threading.Condition | None = None,
-        on_accept: FrameListener | None = None,
+        on_offer: FrameListener | None = None,
         on_drop: FrameListener | None = None,
     ) -> None:
         if capacity < 1:
@@ -47,7 +48,7 @@ class FrameQueue:
         self._closed = False
         self.accepted = 0
         self.dropped = 0
-        self._on_accept = on_accept
+        self._on_offer = on_offer
         self._on_drop = on_drop
 
     def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
@@ -55,14 +56,18 @@ class FrameQueue:
         with self.ready:
             if self._closed:
                 return False
+            if self._on_offer is not None:
+                # First, under the lock: a listener hears of a frame before the batcher can
+                # take it, and while a BLOCK queue makes it wait (its age counts from capture).
+                self._on_offer(frame)
             if self.policy is QueuePolicy.BLOCK:
                 while len(self._frames) >= self.capacity:
-                    if stop is not None and stop.is_set():
+                    if self._closed or (stop is not None and stop.is_set()):
+                        if self._on_drop is not None:
+                            self._on_drop(frame)  # offered, never to be inspected
                         return False
                     # Timed wait so a stop request is noticed even if nobody notifies.
                     self.ready.wait(timeout=0.1)
-                    if self._closed:
-                        return False
             elif len(self._frames) >= self.capacity:
                 dropped = self._frames.popleft()
                 self.dropped += 1
@@ -70,10 +75,6 @@ class FrameQueue:
                     self._on_drop(dropped)
             self._frames.append(frame)
             self.accepted += 1
-            if self._on_accept is not None:
-                # Under the lock, before the batcher can take it: a listener hears of a frame
-                # before anything can come of it, in the order frames are queued.
-                self._on_accept(frame)
             self.ready.notify_all()
             return True
 

@@ -219,18 +219,18 @@ class Pipeline:
 
     def _capture_listeners(self, sink: ResultSink) -> tuple[FrameListener | None, ...]:
         """What a queue tells the sinks that watch captures (the verdicts' deadlines): each
-        frame it takes in and each it drops, with the event id the frame has."""
+        frame offered to it and each it gives up, with the event id the frame has."""
         if not isinstance(sink, CaptureWatchingSink):
             return None, None
         line, run_id = self.settings.line.id, self.run_id
 
-        def accepted(frame: Frame) -> None:
+        def offered(frame: Frame) -> None:
             sink.frame_captured(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
 
         def dropped(frame: Frame) -> None:
             sink.frame_dropped(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
 
-        return accepted, dropped
+        return offered, dropped
 
     def _collect(self) -> None:
         while True:
