@@ -150,7 +150,8 @@ class VerdictProducingSink(Protocol):
 
 @runtime_checkable
 class VerdictSink(Protocol):
-    """A sink that passes verdicts on (MQTT, OPC UA), called on its own fan-out thread in
-    the order they were decided."""
+    """A sink that passes verdicts on (MQTT, OPC UA). Called in the order they were decided,
+    on the thread that decided them (the deadline's timer, for a late one), and so from
+    another thread than its other calls: hand the message on and return, never wait."""
 
     def verdict(self, verdict: Verdict) -> None: ...

@@ -108,8 +108,7 @@ class FanOut:
         self._workers = [_Worker(sink) for sink in sinks]
         self._describers = [w for w in self._workers if isinstance(w.sink, EventDescribingSink)]
         self._watchers = [w for w in self._workers if isinstance(w.sink, CaptureWatchingSink)]
-        # Verdicts are decided by one sink and carried by others: each goes to the carriers'
-        # own threads, like a result.
+        # Verdicts are decided by one sink and carried by others.
         self._producers = [w for w in self._workers if isinstance(w.sink, VerdictProducingSink)]
         self._carriers = [w for w in self._workers if isinstance(w.sink, VerdictSink)]
         for worker in self._producers:
@@ -150,15 +149,20 @@ class FanOut:
     def _watch(worker: _Worker, call: Callable[[Any], None]) -> None:
         try:
             call(worker.sink)
-        except Exception as exc:  # never the capture thread's problem
+        except Exception as exc:  # never the calling thread's problem (capture, deadline)
             worker.errors += 1
             if worker.errors & (worker.errors - 1) == 0:
                 log.warning("sink_failed", sink=worker.sink.name, error=str(exc),
                             error_type=type(exc).__name__, errors=worker.errors)  # fmt: skip
 
     def _verdict(self, verdict: Verdict) -> None:
+        """Straight to each carrier, on the thread that decided it (the verdicts' deadline
+        timer, for a late one): not behind a carrier's queue of other work, such as the MQTT
+        sink's snapshot encoding, which would make the fail-safe late itself. A carrier's
+        ``verdict`` only hands the message on (an outbox row and paho's queue, the OPC UA
+        server's loop)."""
         for worker in self._carriers:
-            worker.put(lambda sink: sink.verdict(verdict))  # type: ignore[attr-defined]
+            self._watch(worker, lambda sink: sink.verdict(verdict))
 
     def camera_status(self, camera: str, status: Mapping[str, Any]) -> None:
         self._each(lambda sink: sink.camera_status(camera, status))
