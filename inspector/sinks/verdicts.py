@@ -11,6 +11,7 @@ defects per camera and class, for ``/metrics``.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from inspector.config import Settings
 
 VERDICTS = ("ok", "nok", "late")
+_SWITCH_S = 0.001  # the GIL's switch interval while a deadline is kept
 
 
 class VerdictsSettings(SinkSettings):
@@ -70,6 +72,11 @@ class VerdictsSink:
 
     @classmethod
     def open(cls, settings: VerdictsSettings, config: Settings) -> VerdictsSink:
+        if settings.deadline_ms is not None and sys.getswitchinterval() > _SWITCH_S:
+            # A late verdict crosses two threads (the deadline timer, paho's) that each wait
+            # for the GIL while the batcher and the results thread hold it: at Python's
+            # default 5 ms a hand-off, the fail-safe itself would be late by that much.
+            sys.setswitchinterval(_SWITCH_S)
         return cls(settings, config.line.id, [camera.id for camera in config.cameras])
 
     def listen_for_verdicts(self, listener: VerdictListener) -> None:
