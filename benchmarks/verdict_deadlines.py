@@ -169,6 +169,9 @@ def run_line(
         [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    started = time.monotonic()  # the run's seconds count from its first verdict, not its start
+    while not verdicts.arrivals and daemon.poll() is None and time.monotonic() - started < 600:
+        time.sleep(0.1)
     try:
         out, err = daemon.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
