@@ -226,7 +226,11 @@ class OpcUaServer:
                 await self._wake.wait()
                 self._wake.clear()
                 items, self._pending = self._pending, []
-                stop = await self._apply(items)
+                try:
+                    stop = await self._apply(items)
+                except Exception as exc:  # one bad update must not take the PLCs' server down
+                    log.warning("opcua_update_failed", error=str(exc), items=len(items))
+                    stop = any(kind == "stop" for kind, _ in items)
                 if stop:
                     await asyncio.sleep(self.settings.offline_grace_s)
                     return
