@@ -283,13 +283,15 @@ def main() -> int:
                                   stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(0.5)
         try:
-            per_frame = tiles_per_frame(settings)
-            frame_ms = args.frame_ms or frame_inference_ms(
-                settings, sample_tiles(settings), per_frame
-            )
-            lossless = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
-                update={"port": port})})  # fmt: skip
-            capacity = args.capacity or pipeline_throughput(lossless).tiles_per_s / per_frame
+            # The in-process measurements log as the daemon does: to stderr, not the JSON.
+            with contextlib.redirect_stdout(sys.stderr):
+                per_frame = tiles_per_frame(settings)
+                frame_ms = args.frame_ms or frame_inference_ms(
+                    settings, sample_tiles(settings), per_frame
+                )
+                lossless = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+                    update={"port": port})})  # fmt: skip
+                capacity = args.capacity or pipeline_throughput(lossless).tiles_per_s / per_frame
             deadline = 3 * frame_ms
             say(f"one frame ({per_frame} tiles): {frame_ms:.1f} ms; capacity {capacity:.1f} "
                 f"frames/s; deadline {deadline:.1f} ms")  # fmt: skip
