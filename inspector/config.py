@@ -21,21 +21,26 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from inspector.capture.sources.base import Identifier
 
 # Re-exported (``as``): code written before sources were plugins imports these from here.
 from inspector.capture.sources.base import QueuePolicyName as QueuePolicyName
-from inspector.capture.sources.registry import PLUGINS as SOURCE_PLUGINS
 from inspector.capture.sources.registry import CameraSettings as CameraSettings
-from inspector.engines.registry import PLUGINS, ModelSettings, default_model_settings
+from inspector.engines.registry import ModelSettings, default_model_settings
+from inspector.environment import ENV_PREFIX as ENV_PREFIX  # re-exported: it was defined here
+from inspector.environment import Environment
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
 from inspector.sections import Section, SinkSettings, StateFolder
 from inspector.textfiles import read_text
-
-ENV_PREFIX = "INSPECTOR__"
+from inspector.validation import describe
 
 
 class LineSettings(Section):
@@ -156,9 +161,44 @@ class _MappingSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
-def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """pydantic-settings' variables, with ``INSPECTOR__CAMERAS__<n>__KEY`` merged into the
+    file's camera ``n`` (alone, it would replace the file's whole list)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        variables: PydanticBaseSettingsSource,
+        environment: Environment,
+        file_data: dict[str, Any],
+        origin: str,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._variables = variables
+        self._environment = environment
+        self._file_data = file_data
+        self._origin = origin
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = dict(self._variables())
+        cameras = data.get("cameras")
+        if isinstance(cameras, dict):
+            data["cameras"] = self._environment.merge_cameras(
+                self._file_data.get("cameras"), cameras, self._origin
+            )
+        return data
+
+
+def _settings_class(
+    file_data: dict[str, Any], environment: Environment | None = None, origin: str = ""
+) -> type[Settings]:
     # Imported here: the sink plugins import their own modules, which may import this one.
     from inspector.sinks.registry import sink_plugins
+
+    env = environment if environment is not None else Environment({})
 
     class _FileSettings(Settings):
         @classmethod
@@ -170,7 +210,11 @@ def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _MappingSource(settings_cls, file_data))
+            return (
+                init_settings,
+                _EnvironmentSource(settings_cls, env_settings, env, file_data, origin),
+                _MappingSource(settings_cls, file_data),
+            )
 
     # Each plugin sink gets its own top-level section, [name], off unless enabled.
     sections: dict[str, Any] = {
@@ -179,25 +223,6 @@ def _settings_class(file_data: dict[str, Any]) -> type[Settings]:
         if name not in Settings.model_fields
     }
     return create_model("Settings", __base__=_FileSettings, **sections)
-
-
-def _describe(error: ValidationError, origin: str) -> str:
-    first = error.errors()[0]
-    loc = first["loc"]
-    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in PLUGINS:
-        loc = loc[:1] + loc[2:]  # the backend's union tag: model.threads, not model.onnxruntime...
-    if loc[:1] == ("cameras",) and len(loc) > 2 and loc[2] in SOURCE_PLUGINS:
-        loc = loc[:2] + loc[3:]  # the kind's union tag: cameras.0.width, not cameras.0.usb.width
-    where = ".".join(str(part) for part in loc) or "(top level)"
-    # Name the environment variable when the bad value came from one, not the file.
-    for depth in range(len(loc), 0, -1):
-        variable = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
-        if variable in os.environ:
-            origin = variable
-            break
-    reason = first["msg"].removeprefix("Value error, ")
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{origin}: {where}: {reason}{more}"
 
 
 def state_folder(line: str, base: Path) -> StateFolder:
@@ -222,10 +247,21 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+    environment = Environment(os.environ)
+    cls = _settings_class(data, environment, str(path))
+    environment.check(cls.model_fields)
     try:
-        settings = _settings_class(data)(**overrides)
+        settings = cls(**overrides)
+    except SettingsError as exc:  # what the checks above did not foresee, still one line
+        raise ConfigError(f"{ENV_PREFIX}*: {exc}") from None
+    except RecursionError:  # a value nested deeper than merging and validating can follow
+        raise ConfigError(f"{path} or its {ENV_PREFIX} variables: nested too deeply") from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from None
+        # A variable that set the bad field is named instead of the file.
+        blame = environment.blame(data.get("cameras"))
+        raise ConfigError(describe(exc, cls, str(path), blame)) from None
 
     base = path.resolve().parent
     cameras = [camera.resolve_paths(base) for camera in settings.cameras]

@@ -7,8 +7,9 @@ acceptance replay exercises exactly the code that runs at the line.
 from __future__ import annotations
 
 import signal
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -20,14 +21,17 @@ from inspector.capture.sources.registry import create_source
 from inspector.config import Settings
 from inspector.engines import create_engine
 from inspector.errors import InspectorError, SourceError
+from inspector.logs import interactive_terminal
 from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing.acks import AckListener
 from inspector.service.metrics import MetricsServer
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
+from inspector.sinks.base import SinkHealth
 from inspector.sinks.registry import open_sinks
 from inspector.tiling import TileMask
+from inspector.tiling.fit import check_tiles_fit
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +71,7 @@ def run_pipeline(
                 TileMask.from_file(camera_settings.roi_mask) if camera_settings.roi_mask else None
             )
             cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
+        check_tiles_fit(settings.tiling, cameras)  # before the broker: a config mistake, exit 78
         opened = open_sinks(settings)
         sinks = FanOut([*opened, *extra_sinks])
         if on_ack is not None:
@@ -91,8 +96,10 @@ def run_pipeline(
         notifier,
         keepalive_s or settings.mqtt.stats_interval_s,
         lambda: pipeline.stats.frames_inferred,
-        lambda: status_line(pipeline.stats_snapshot(status_window)),
+        lambda: status_line(pipeline.stats_snapshot(status_window), sinks.health()),
         keepalive=keepalive_s is not None,
+        # A person at a terminal sees the line too; under systemd it is STATUS= only.
+        echo=_print_status if interactive_terminal() else None,
     )
     metrics: MetricsServer | None = None
     try:
@@ -140,14 +147,21 @@ def summary_dict(summary: RunSummary) -> dict[str, object]:
     }
 
 
-def status_line(stats: dict[str, Any]) -> str:
-    """The one line ``systemctl status`` shows."""
+def status_line(stats: Mapping[str, Any], health: Mapping[str, SinkHealth] | None = None) -> str:
+    """The one line ``systemctl status`` shows, and a terminal every stats interval."""
     latency = stats["latency_ms"]
-    return (
+    line = (
         f"{stats['fps']:.1f} frames/s, {stats['tiles_per_s']:.0f} tiles/s, "
-        f"latency p50 {latency['p50']:.0f} ms, {stats['events']} events, "
-        f"{stats['dropped_frames']} dropped"
+        f"latency p50 {latency['p50']:.0f} / p99 {latency['p99']:.0f} ms, "
+        f"{stats['events']} events, {stats['dropped_frames']} dropped"
     )
+    for name, state in (health or {}).items():
+        line += f"; {name} {state.state}" + (f" ({state.detail})" if state.detail else "")
+    return line
+
+
+def _print_status(line: str) -> None:
+    print(f"inspector: {line}", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -16,11 +16,15 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 
+def interactive_terminal() -> bool:
+    """A person reads stderr: a terminal, and not systemd's journal (which sets
+    JOURNAL_STREAM when stderr goes to it; machines read those logs)."""
+    return sys.stderr.isatty() and "JOURNAL_STREAM" not in os.environ
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
-    # systemd sets JOURNAL_STREAM when stderr goes to the journal: machines read those logs.
     if fmt == "auto":
-        interactive = sys.stderr.isatty() and "JOURNAL_STREAM" not in os.environ
-        fmt = "console" if interactive else "json"
+        fmt = "console" if interactive_terminal() else "json"
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

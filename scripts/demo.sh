@@ -7,6 +7,16 @@
 # DEMO_QUICK=1 makes it small (a few cells, a one-epoch model): what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Each step says how long it took, and the end the total: the README's timings are these.
+step_name="" step_started=0
+step() {
+    [ -n "$step_name" ] && echo "    ($step_name: $((SECONDS - step_started)) s)"
+    step_name="${1%% *}" step_started=$SECONDS
+    [ -n "$1" ] && echo "==> $1"
+    return 0
+}
+step "setup (scripts/setup.sh dev,train)"
 scripts/setup.sh dev,train
 inspector=.venv/bin/inspector
 
@@ -33,26 +43,27 @@ fi
 recording_args+=(--cols 4)
 
 if [ ! -f "$model" ]; then
-    echo "==> training ${model%.onnx} on ELPV (no model yet; $model)"
+    step "training ${model%.onnx} on ELPV (no model yet; $model)"
     "$inspector" train elpv --out "${model%.onnx}" "${train_args[@]}"
 fi
 if [ ! -f "$recording" ] || [ ! -f "$recording.truth.jsonl" ]; then
-    echo "==> building $recording from the ELPV test cells"
+    step "building $recording from the ELPV test cells"
     "$inspector" make-recording elpv --out "$recording" "${recording_args[@]}"
 fi
 
 source scripts/lib/broker.sh
 start_broker "$workdir"
 port="$broker_port"
-echo "==> mosquitto on 127.0.0.1:$port"
+echo "    mosquitto on 127.0.0.1:$port"
 
 export INSPECTOR__MQTT__PORT="$port" INSPECTOR__MODEL__PATH="$PWD/$model"
 "$inspector" watch --port "$port" 'line/+/defects' &
 watch_pid=$!
 sleep 0.5
 
-echo "==> inspector replay $recording (model $model)"
+step "inspector replay $recording (model $model)"
 status=0
 "$inspector" replay "$recording" --config config.toml --report reports/demo || status=$?
-echo "==> report: reports/demo/report.html (and report.json)"
+step ""
+echo "==> report: reports/demo/report.html (and report.json); the demo took $SECONDS s"
 exit "$status"

@@ -16,8 +16,15 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # apt's chatter (debconf notes) is shown only when the install fails.
+    apt_log="$(mktemp)"
+    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq "${missing[@]}"; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        echo "setup: could not install ${missing[*]} (see above)" >&2
+        exit 1
+    fi
+    rm -f "$apt_log"
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -25,11 +32,11 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 echo "==> installing line-inspector[$extras] into .venv"
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -qq --upgrade pip
 if [[ ",$extras," == *",train,"* ]] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
     # Pin the CPU build this machine carries; an open range would pull a multi-GB CUDA build.
     # On a GPU training box, install the torch build you want first; this step then skips.
     echo "==> installing torch==2.13.0 (CPU)"
-    .venv/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip install -qq "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[$extras]"
+.venv/bin/python -m pip install -qq -e ".[$extras]"

@@ -72,7 +72,7 @@ def test_password_is_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         (("size = 224", "size = 'big'"), "tiling.size: Input should be a valid integer"),
         (('id = "cam1"', 'id = "cam0"'), "cameras: camera ids must be unique, repeated: cam0"),
         (('path = "engines/m.onnx"', 'path = "m.pt"'), "model.path: must name an .onnx file"),
-        (("[tiling]", "[tiling]\nstrde = 3"), "tiling.strde: Extra inputs are not permitted"),
+        (("[tiling]", "[tiling]\nstrde = 3"), "tiling.strde: unknown key; did you mean `stride`?"),
         (('id = "line7"', 'id = "line 7/"'), "line.id: String should match pattern"),
     ],
 )

@@ -35,9 +35,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from inspector.cli import watch
 from inspector.config import MqttSettings
 from inspector.errors import BrokerError
-from inspector.publishing import (
+from inspector.publishing.mqtt import MqttPublisher
+from inspector.publishing.topics import (
     DEFECTS_WILDCARD,
-    MqttPublisher,
     defects_topic,
     stats_topic,
     status_topic,
@@ -175,7 +175,7 @@ def test_last_will_marks_a_killed_daemon_offline(
     script = textwrap.dedent(f"""
         import time
         from inspector.config import MqttSettings
-        from inspector.publishing import MqttPublisher
+        from inspector.publishing.mqtt import MqttPublisher
         MqttPublisher(MqttSettings(port={mosquitto.port}, keepalive_s=5), {line!r}).connect()
         print("connected", flush=True)
         time.sleep(60)

@@ -150,3 +150,33 @@ def test_auto_picks_an_installed_runtime_and_runs_the_model(models: dict[str, Pa
     finally:
         engine.close()
         reference.close()
+
+
+def test_steady_timing_keeps_every_request_busy(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspector.engines.auto_engine import steady_batch_ms
+
+    settings = parse_model_settings(backend="openvino", path=models["f32"], requests=3)
+    engine = create_engine(settings, MAX_BATCH)
+    in_flight, most = 0, 0
+    submit, collect = engine.submit, engine.collect  # type: ignore[attr-defined]
+
+    def counted_submit(batch: np.ndarray) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        return submit(batch)
+
+    def counted_collect(ticket: object = None) -> np.ndarray:
+        nonlocal in_flight
+        in_flight -= 1
+        return collect(ticket)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(engine, "submit", counted_submit)
+    monkeypatch.setattr(engine, "collect", counted_collect)
+    try:
+        assert steady_batch_ms(engine, tiles(MAX_BATCH), repeats=7) > 0
+    finally:
+        engine.close()
+    assert (most, in_flight) == (3, 0)  # three requests busy at once, every one collected

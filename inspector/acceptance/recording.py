@@ -21,6 +21,7 @@ import numpy as np
 from inspector.acceptance.truth import Defect, truth_path, truth_record
 from inspector.errors import DatasetError, SourceError
 from inspector.frames import Image
+from inspector.stderr import silenced_stderr
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 
 BELT_GRAY = 40
@@ -75,7 +76,10 @@ def open_writer(video: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
         raise SourceError(f"{video}: use one of {', '.join(CODECS)} as the video's extension")
     video.parent.mkdir(parents=True, exist_ok=True)
     for codec in codecs:
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*codec), fps, size)
+        # FFmpeg prints red errors for an encoder it lists but cannot open (h264_v4l2m2m);
+        # the next codec is the answer, and the caller says which one was used.
+        with silenced_stderr():
+            writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*codec), fps, size)
         if writer.isOpened():
             return writer, codec
         writer.release()

@@ -8,6 +8,7 @@ and the line number: an acceptance verdict built on a half-read truth file would
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +78,32 @@ def parse_defects(value: Any) -> list[Defect]:
     return defects
 
 
-def parse_truth_line(text: str) -> tuple[int, list[Defect]]:
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no number that overflows to infinity, and deep nesting
+    (which would exhaust Python's stack) as a ValueError like any other malformed line."""
     try:
-        record = json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg})") from None
+        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("not JSON this program reads (nested too deeply)") from None
+    except ValueError as exc:  # ours above, or an integer too long to convert
+        raise ValueError(f"not JSON this program reads ({exc})") from None
+
+
+def parse_truth_line(text: str) -> tuple[int, list[Defect]]:
+    record = parse_json(text)
     if not isinstance(record, dict):
         raise ValueError("each line must be a JSON object")
     frame_id = record.get("frame_id")

@@ -29,6 +29,7 @@ from inspector.config import QueuePolicyName, Settings
 from inspector.daemon import run_pipeline
 from inspector.engines import create_engine
 from inspector.engines.auto_engine import median_infer_ms
+from inspector.engines.base import AsyncEngine
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.registry import PLUGINS, parse_model_settings
 from inspector.errors import ConfigError, SourceError
@@ -118,11 +119,29 @@ def engine_throughput(settings: Settings, tiles: Image, seconds: float) -> Throu
         picked = np.resize(tiles, (batch_size, *tiles.shape[1:]))  # repeat to a full batch
         batch = normalizer.normalize(picked, np.empty((batch_size, *normalizer.shape), np.float32))
 
-        def step() -> int:
-            engine.infer(batch)
-            return batch_size
+        if isinstance(engine, AsyncEngine):
+            in_flight = 0
+
+            def step() -> int:
+                # Kept as busy as the pipeline keeps it: every stream/context has a batch.
+                nonlocal in_flight
+                while not engine.full:
+                    engine.submit(batch)
+                    in_flight += 1
+                engine.collect()
+                in_flight -= 1
+                return batch_size
+
+        else:
+
+            def step() -> int:
+                engine.infer(batch)
+                return batch_size
 
         done, elapsed, calls = _timed_loop(step, seconds)
+        if isinstance(engine, AsyncEngine):
+            for _ in range(in_flight):
+                engine.collect()
     finally:
         engine.close()
     return Throughput(done / elapsed, done, elapsed, percentiles(calls))

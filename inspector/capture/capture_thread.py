@@ -67,8 +67,11 @@ class CaptureThread(threading.Thread):
                 self._state("up")
             else:
                 self.errors += 1
-                self._state("reconnecting", f"camera {self.camera_id}: not open at start")
-                if not self._reopen():
+                # Why it did not open (already logged once at start), else a plain word.
+                reason = getattr(self.source, "open_error", None)
+                reason = reason or f"camera {self.camera_id}: not open at start"
+                self._state("reconnecting", reason)
+                if not self._reopen(reason):
                     return
             self._loop()
         except Exception as exc:  # a decoder crash must end this camera, not hang the run
@@ -130,14 +133,33 @@ class CaptureThread(threading.Thread):
             if not self.frames.put(frame, self.stop_event):
                 return
 
-    def _reopen(self) -> bool:
+    def _reopen(self, said: str | None = None) -> bool:
+        """Reopen with exponential backoff until it works or ``stop`` is set. Quietly: why
+        it fails is logged once, and again only when that changes (``said``: already told),
+        so a camera that stays away does not fill the journal; its state is on the status
+        topic."""
         delay = _BACKOFF_FIRST_S
+        attempts = 0
+        if said is not None:
+            self._log.info(
+                "reconnecting", retry=f"quietly, with backoff up to {_BACKOFF_MAX_S:g} s"
+            )
         while not self.stop_event.wait(delay):
             try:
                 self.source.open()
             except SourceError as exc:
                 self.errors += 1
-                self._log.warning("reopen_failed", error=str(exc), retry_in_s=delay)
+                attempts += 1
+                reason = str(exc)
+                if reason != said:
+                    self._log.warning(
+                        "reopen_failed",
+                        error=reason,
+                        retry=f"quietly, with backoff up to {_BACKOFF_MAX_S:g} s",
+                    )
+                    said = reason
+                else:
+                    self._log.debug("reopen_failed", attempts=attempts, retry_in_s=delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
             self.reconnects += 1

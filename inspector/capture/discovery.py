@@ -9,6 +9,7 @@ from typing import Any
 from inspector.capture.industrial import parse_selector
 from inspector.capture.sources.gentl import HARVESTERS, _selector
 from inspector.capture.sources.pylon import _pylon, find_device
+from inspector.capture.sources.usb import video_devices
 from inspector.errors import SourceError
 
 # GenApi EInterfaceType -> a word for the listing; categories, ports and registers are not
@@ -28,6 +29,15 @@ def _safe(read: Any) -> Any:
         return read()
     except Exception:  # a feature not readable in the camera's current state
         return None
+
+
+def usb_cameras() -> list[dict[str, Any]]:
+    """The V4L2 devices (UVC cameras), for ``source = "/dev/videoN"`` or its index."""
+    return [
+        {"producer": "v4l2", "index": Path(path).name.removeprefix("video"), "model": name,
+         "name": path, "interface": "usb"}
+        for path, name in video_devices()
+    ]  # fmt: skip
 
 
 def gentl_cameras(cti: Path) -> list[dict[str, Any]]:

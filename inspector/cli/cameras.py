@@ -25,8 +25,9 @@ The serial, user-defined name or index goes into the config as source = "serial:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "cameras",
-        help="list GenICam (GenTL) and Basler pylon cameras, or one camera's features",
-        description="List the cameras each GenTL producer (and pylon) sees: vendor, model, "
+        help="list USB (V4L2), GenICam (GenTL) and Basler pylon cameras, or one camera's features",
+        description="List the USB (V4L2) video devices, and the cameras each GenTL producer "
+        "(and pylon) sees: vendor, model, "
         "serial, user-defined name, interface. With --features, list one camera's features "
         "with their type, access and current value.",
         epilog=EPILOG,
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         producers += [c.cti for c in settings.cameras if isinstance(c, GenTlSettings)]
         args.pylon = args.pylon or any(c.type == "pylon" for c in settings.cameras)
-    if not producers and not args.pylon:
-        raise ConfigError("cameras: give --cti PRODUCER.cti, --pylon, or a --config with cameras")
+    if args.features and not producers and not args.pylon:
+        raise ConfigError("cameras: --features needs --cti PRODUCER.cti, --pylon, or a --config")
     rows: list[dict[str, Any]] = []
     columns: tuple[str, ...]
     if args.features:
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             rows = discovery.pylon_features(selector)
         columns = ("name", "type", "access", "value")
     else:
+        rows += discovery.usb_cameras()  # V4L2: source = "/dev/videoN" or its index
         for cti in dict.fromkeys(producers):
             rows += discovery.gentl_cameras(cti)
         if args.pylon:

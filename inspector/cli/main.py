@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from inspector import __version__
-from inspector.errors import InspectorError
-from inspector.logs import configure_logging
+from inspector.errors import EX_SOFTWARE, EX_USAGE, InspectorError
+
+
+class UsageParser(argparse.ArgumentParser):
+    """Bad usage is one line and exit 64 (EX_USAGE, as the README documents), not argparse's
+    usage block and exit 2. Sub-command parsers are made of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EX_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         watch,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="inspector",
         description="Production-line camera inspection: frames -> tiles -> CNN -> MQTT events.",
     )
@@ -54,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from inspector.logs import configure_logging  # structlog: not for --help
+
     configure_logging()  # stderr, so stdout stays clean for --json; `run` refines it from config
     try:
         return int(args.func(args))
@@ -62,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the operator, the traceback on request
+        if os.environ.get("INSPECTOR_TRACEBACK"):
+            raise
+        print(
+            f"inspector {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(a bug; rerun with INSPECTOR_TRACEBACK=1 and report the traceback)",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE
 
 
 if __name__ == "__main__":

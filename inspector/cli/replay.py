@@ -7,14 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from inspector.acceptance.replay import replay
-from inspector.acceptance.report import summary_text
-from inspector.acceptance.truth import truth_path
 from inspector.cli.arguments import fraction, positive_float
 from inspector.cli.run import DEFAULT_CONFIG
-from inspector.config import load_settings
 from inspector.errors import ConfigError
-from inspector.logs import configure_logging
 
 EX_CHECKS_FAILED = 1
 
@@ -73,6 +68,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `inspector --help` must not pay for the runtimes (see main.py).
+    from inspector.acceptance.replay import replay
+    from inspector.acceptance.report import summary_text
+    from inspector.acceptance.truth import truth_path
+    from inspector.config import load_settings
+    from inspector.logs import configure_logging
+
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     overrides = {

@@ -7,10 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from inspector.config import load_settings
-from inspector.daemon import run_pipeline, summary_dict
-from inspector.logs import configure_logging
-
 DEFAULT_CONFIG = Path("config.toml")
 
 
@@ -42,6 +38,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `inspector --help` must not pay for the runtimes (see main.py).
+    from inspector.config import load_settings
+    from inspector.daemon import run_pipeline, summary_dict
+    from inspector.logs import configure_logging
+
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     summary = run_pipeline(settings)

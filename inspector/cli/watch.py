@@ -11,15 +11,17 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.cli.arguments import positive_float, positive_int
+from inspector.cli.payloads import PayloadError, event_problem, one_line, parse_payload
 from inspector.cli.verdict_lines import VERDICTS_WILDCARD, render_verdict
-from inspector.config import load_settings
 from inspector.errors import EX_USAGE
-from inspector.publishing.settings import MqttSettings
-from inspector.publishing.subscription import Subscription
 from inspector.publishing.topics import DEFECTS_WILDCARD
+
+if TYPE_CHECKING:  # pydantic and paho load when a command runs, not for --help
+    from inspector.publishing.settings import MqttSettings
+    from inspector.publishing.subscription import Subscription
 
 PROG = "inspector watch"
 
@@ -88,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings(args: argparse.Namespace) -> MqttSettings:
+    from inspector.config import load_settings
+    from inspector.publishing.settings import MqttSettings
+
     settings = load_settings(args.config).mqtt if args.config else MqttSettings()
     update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     return settings.model_copy(update=update)
@@ -143,21 +148,29 @@ def format_event(event: Mapping[str, Any]) -> str:
 
 
 def render(topic: str, payload: bytes, as_json: bool) -> tuple[str | None, str | None]:
-    """(line for stdout, line for stderr) for one message; either may be None."""
+    """(line for stdout, line for stderr) for one message; either may be None. A payload
+    that cannot be shown is skipped with a notice (see :mod:`inspector.cli.payloads`)."""
     try:
-        text = payload.decode("utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        if not as_json and topic.endswith("/status") and payload.isascii():
-            return f"{topic} {payload.decode()}", None  # "online"/"offline" are plain text
-        return None, f"{topic}: invalid JSON payload ({len(payload)} bytes)"
+        parsed = parse_payload(payload)
+    except PayloadError as exc:
+        if exc.not_json and not as_json and topic.endswith("/status") and payload.isascii():
+            return one_line(f"{topic} {payload.decode()}"), None  # "online"/"offline": text
+        if exc.not_json:
+            return None, one_line(f"{topic}: invalid JSON payload ({len(payload)} bytes)")
+        return None, one_line(f"{topic}: skipped: {exc} ({len(payload)} bytes)")
+    text, data = parsed.text, parsed.data
     if as_json:
-        if "\n" in text or "\r" in text:
+        if not text.isprintable():  # line breaks, tabs; escaped, it stays JSON on one line
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            if not text.isprintable():  # an unpaired surrogate ("\ud800") cannot be UTF-8
+                text = json.dumps(data, separators=(",", ":"))
         return text, None
     if isinstance(data, dict) and isinstance(data.get("defects"), list):
-        return format_event(data), None
-    return f"{topic} {json.dumps(data, ensure_ascii=False)}", None
+        problem = event_problem(data)
+        if problem is not None:
+            return None, one_line(f"{topic}: skipped: {problem} ({len(payload)} bytes)")
+        return one_line(format_event(data)), None
+    return one_line(f"{topic} {json.dumps(data, ensure_ascii=False)}"), None
 
 
 def _print_messages(subscription: Subscription, args: argparse.Namespace) -> int:
@@ -190,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     if not valid_filter(args.topic):
         print(f"{PROG}: error: invalid MQTT topic filter {args.topic!r}", file=sys.stderr)
         return EX_USAGE
+    from inspector.publishing.subscription import Subscription
+
     settings = _settings(args)
     subscription = Subscription(
         settings,

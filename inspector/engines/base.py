@@ -24,6 +24,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from inspector.engines.card import ModelCard
+from inspector.errors import ModelError
 
 Batch = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]
@@ -89,6 +90,21 @@ class EngineBase:
     @property
     def max_batch(self) -> int:
         return self._max_batch
+
+    def _check_output(self, model: Path) -> None:
+        """One real inference of one tile at load: a class dimension the graph leaves dynamic
+        is checked against the card's labels (``checked_scores``) at start, not on the first
+        part at the line. Called last by a backend's ``__init__``."""
+        spec = self._card.input
+        zeros = np.zeros((1, spec.channels, spec.height, spec.width), np.float32)
+        try:
+            self.infer(zeros)  # type: ignore[attr-defined]  # every backend defines it
+        except ModelError:
+            raise
+        except Exception as exc:  # the runtime's own error types (a reshape in the graph...)
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ModelError(f"{model}: one inference at load failed: {first}") from None
 
     def _check_size(self, n: int) -> None:
         if not 1 <= n <= self._max_batch:

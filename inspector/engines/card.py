@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 import onnx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -149,12 +151,20 @@ def write_card(card: ModelCard, onnx_path: Path) -> ModelCard:
     return card
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_card(path: Path) -> ModelCard:
     """Parse and validate one card file, or raise one ``<path>: <field>: <reason>`` line."""
     text = read_text(path, ModelError, "model card", " (it must sit beside the .onnx)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ModelError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
         raise ModelError(f"{path}: invalid JSON: {exc}") from None
     try:
         return ModelCard.model_validate(data)
@@ -248,6 +258,21 @@ def load_model(onnx_path: Path) -> ModelCard:
     if problems:
         raise ModelError(f"{onnx_path}: does not match its card: {'; '.join(problems)}")
     return card
+
+
+def checked_scores(raw: object, n: int, card: ModelCard, model: Path) -> npt.NDArray[np.float32]:
+    """A backend's output for ``n`` tiles as ``(n, len(card.labels))``, or one ModelError line
+    when the model gives another number of scores per tile (a dynamic class dimension that
+    the card's labels do not match, which the graph alone cannot show)."""
+    scores = np.asarray(raw, dtype=np.float32)
+    labels = len(card.labels)
+    if scores.size != n * labels:
+        per_tile = f"{scores.size // n}" if n and scores.size % n == 0 else f"shape {scores.shape}"
+        raise ModelError(
+            f"{model}: the model gives {per_tile} scores per tile but its card has {labels} "
+            f"labels ({', '.join(card.labels)}); fix the card's labels or re-export the model"
+        )
+    return scores.reshape(n, labels)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
-from inspector.engines.card import ModelCard
+from inspector.engines.card import ModelCard, checked_scores
 from inspector.errors import ModelError
 
 # ORT logs warnings (e.g. unused initializers) straight to stderr, outside our
@@ -56,6 +56,8 @@ class OnnxRuntimeEngine(EngineBase):
         self._session: Any | None = session
         self._input = card.input.name
         self._output = card.output.name
+        self._path = onnx_path
+        self._check_output(onnx_path)
 
     def infer(self, batch: Batch) -> Scores:
         if self._session is None:
@@ -65,7 +67,7 @@ class OnnxRuntimeEngine(EngineBase):
         # run() releases the GIL and returns fresh arrays, so nothing we return
         # aliases the caller's reusable input buffer.
         (scores,) = self._session.run([self._output], {self._input: batch})
-        return np.asarray(scores, dtype=np.float32).reshape(n, len(self._card.labels))
+        return checked_scores(scores, n, self._card, self._path)
 
     def warmup(self) -> None:
         # The first run plans the arena and picks kernels: about 100 ms more on the demo model.

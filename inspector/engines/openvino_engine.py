@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
-from inspector.engines.card import ModelCard
+from inspector.engines.card import ModelCard, checked_scores
 from inspector.engines.plan import has_qdq
 from inspector.errors import ConfigError, ModelError
 
@@ -106,6 +106,7 @@ class OpenVinoEngine(EngineBase):
         self._busy: deque[tuple[Any, int]] = deque()  # (request, batch size), oldest first
         self._next = 0
         self._closed = False
+        self._check_output(settings.path)
 
     @property
     def full(self) -> bool:
@@ -132,8 +133,8 @@ class OpenVinoEngine(EngineBase):
         request, n = self._busy.popleft()
         request.wait()
         scores = request.get_output_tensor(0).data[:n]
-        # A copy: the request's output memory is reused by its next batch.
-        return np.array(scores, dtype=np.float32).reshape(n, len(self._card.labels))
+        # A copy (np.array): the request's output memory is reused by its next batch.
+        return checked_scores(np.array(scores), n, self._card, self.settings.path)
 
     def infer(self, batch: Batch) -> Scores:
         while self._busy:  # results come back in order: finish what is in flight first

@@ -1,17 +1,5 @@
-"""Publishing: defect events, line status and stats over MQTT."""
+"""Publishing: defect events, line status and stats over MQTT.
 
-from inspector.publishing.mqtt import MqttPublisher
-from inspector.publishing.topics import (
-    DEFECTS_WILDCARD,
-    defects_topic,
-    stats_topic,
-    status_topic,
-)
-
-__all__ = [
-    "DEFECTS_WILDCARD",
-    "MqttPublisher",
-    "defects_topic",
-    "stats_topic",
-    "status_topic",
-]
+Import from the modules themselves (``inspector.publishing.mqtt``, ``.topics``): this
+package imports nothing, so ``inspector watch --help`` does not load paho and pydantic.
+"""

@@ -71,7 +71,8 @@ def watchdog_interval_s(environ: dict[str, str] | None = None) -> float | None:
 
 class PipelineWatchdog(threading.Thread):
     """Every ``interval_s``: WATCHDOG=1 (when ``keepalive``) if more frames were inferred
-    since the last tick, and a STATUS= line either way, so ``systemctl status`` shows a stall."""
+    since the last tick, and a STATUS= line either way, so ``systemctl status`` shows a stall.
+    ``echo`` hears the same line (a terminal's status line)."""
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class PipelineWatchdog(threading.Thread):
         frames_inferred: Callable[[], int],
         status: Callable[[], str],
         keepalive: bool = True,
+        echo: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="watchdog", daemon=True)
         self._notifier = notifier
@@ -87,6 +89,7 @@ class PipelineWatchdog(threading.Thread):
         self._interval = interval_s
         self._frames = frames_inferred
         self._status = status
+        self._echo = echo
         self._stop_event = threading.Event()
         self._last = frames_inferred()
 
@@ -96,11 +99,17 @@ class PipelineWatchdog(threading.Thread):
             if frames > self._last:
                 if self._keepalive:
                     self._notifier.watchdog()
-                self._notifier.status(self._status())
+                line = self._status()
             else:
-                self._notifier.status(f"stalled: no frame inferred for {self._interval:g} s")
+                line = f"stalled: no frame inferred for {self._interval:g} s"
                 log.warning("pipeline_stalled", seconds=self._interval, frames=frames)
+            self._notifier.status(line)
+            if self._echo is not None:
+                self._echo(line)
             self._last = frames
 
     def stop(self) -> None:
+        """No STATUS= after this returns: STOPPING=1 must be the last word systemd hears."""
         self._stop_event.set()
+        if self.is_alive():
+            self.join()

@@ -14,6 +14,13 @@ from inspector.errors import SourceError
 SettingsT = TypeVar("SettingsT", bound=SourceSettings)
 
 
+def quiet_opencv() -> None:
+    """OpenCV's own warnings (``[ WARN:0@…] … can't open camera by index``) go straight to
+    stderr, outside the structured logs, and again on every reconnect attempt: what failed
+    is said once, in our SourceError line; OpenCV's errors still show."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class OpenCvSource(Generic[SettingsT]):
     """One cv2.VideoCapture; subclasses say how to open it."""
 
@@ -25,6 +32,7 @@ class OpenCvSource(Generic[SettingsT]):
         self.settings = settings
         self.description = settings.source
         self._capture: cv2.VideoCapture | None = None
+        self.open_error: str | None = None  # why the last open() failed
 
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -35,6 +43,15 @@ class OpenCvSource(Generic[SettingsT]):
 
     def open(self) -> None:
         self.close()
+        self.open_error = None
+        try:
+            self._open()
+        except SourceError as exc:
+            self.open_error = str(exc)  # for the camera's status while it is retried
+            raise
+
+    def _open(self) -> None:
+        quiet_opencv()
         capture = self._open_capture()
         if not capture.isOpened():
             capture.release()
@@ -48,6 +65,15 @@ class OpenCvSource(Generic[SettingsT]):
         if not ok or image is None:
             raise SourceError(f"camera {self.settings.id}: {self.description} delivered no frame")
         return Grab(image=np.asarray(image, dtype=np.uint8))
+
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) the opened capture declares: a recording's own, the size a
+        camera's driver agreed to; None when closed or not declared."""
+        if self._capture is None:
+            return None
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return (width, height) if width > 0 and height > 0 else None
 
     def nominal_fps(self) -> float | None:
         if self._capture is None:
