@@ -27,6 +27,9 @@ class Frame:
     image: Image  # HxWx3 BGR (OpenCV order) or HxW gray
     captured_at: datetime
     captured_ns: int
+    # The camera's own trigger/block count where it has one (GenTL, pylon): what a PLC's
+    # shift register counts parts by. None: the camera has none, the frame id stands in.
+    part_id: int | None = None
 
     @property
     def height(self) -> int:

@@ -3,7 +3,7 @@
 # and the demo in its small form. Arguments go to pytest (and then the demo is skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SETUP_TEST_PACKAGES=1 scripts/setup.sh dev,train,genicam,pylon,openvino,ui
+SETUP_TEST_PACKAGES=1 scripts/setup.sh dev,train,genicam,pylon,openvino,ui,opcua
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -127,6 +127,7 @@ class CaptureThread(threading.Thread):
                 image=image,
                 captured_at=self._clock.wall(grab.timestamp_ns),
                 captured_ns=time.monotonic_ns(),
+                part_id=grab.part_id,
             )
             self.captured += 1
             if not self.frames.put(frame, self.stop_event):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 
 from inspector.frames import Frame
@@ -23,12 +24,20 @@ class QueuePolicy(StrEnum):
     BLOCK = "block"
 
 
+# Told of each frame offered to the queue, and of each it gives up (dropped to make room, or
+# refused by a stopping BLOCK queue): called under the queue's lock on the capture thread, so
+# it must be quick and must not touch the queue.
+FrameListener = Callable[[Frame], None]
+
+
 class FrameQueue:
     def __init__(
         self,
         capacity: int,
         policy: QueuePolicy,
         ready: threading.Condition | None = None,
+        on_offer: FrameListener | None = None,
+        on_drop: FrameListener | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -39,23 +48,31 @@ class FrameQueue:
         self._closed = False
         self.accepted = 0
         self.dropped = 0
+        self._on_offer = on_offer
+        self._on_drop = on_drop
 
     def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
         """Queue a frame; False if it was not queued (queue closed, or stop set while blocked)."""
         with self.ready:
             if self._closed:
                 return False
+            if self._on_offer is not None:
+                # First, under the lock: a listener hears of a frame before the batcher can
+                # take it, and while a BLOCK queue makes it wait (its age counts from capture).
+                self._on_offer(frame)
             if self.policy is QueuePolicy.BLOCK:
                 while len(self._frames) >= self.capacity:
-                    if stop is not None and stop.is_set():
+                    if self._closed or (stop is not None and stop.is_set()):
+                        if self._on_drop is not None:
+                            self._on_drop(frame)  # offered, never to be inspected
                         return False
                     # Timed wait so a stop request is noticed even if nobody notifies.
                     self.ready.wait(timeout=0.1)
-                    if self._closed:
-                        return False
             elif len(self._frames) >= self.capacity:
-                self._frames.popleft()
+                dropped = self._frames.popleft()
                 self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(dropped)
             self._frames.append(frame)
             self.accepted += 1
             self.ready.notify_all()

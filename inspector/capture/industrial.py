@@ -206,7 +206,7 @@ class IndustrialSource(ABC, Generic[SettingsT]):
             timestamp = self._timestamp_ns(buffer)
         finally:
             self._release(buffer)
-        return Grab(image=image, frame_id=block_id, timestamp_ns=timestamp)
+        return Grab(image=image, frame_id=block_id, timestamp_ns=timestamp, part_id=block_id)
 
     def nominal_fps(self) -> float | None:
         return None if self._device is None else self._frame_rate(self._device)

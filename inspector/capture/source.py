@@ -20,6 +20,7 @@ class Grab:
     image: Image
     frame_id: int | None = None
     timestamp_ns: int | None = None  # the camera's own clock, where it has one
+    part_id: int | None = None  # the camera's trigger/block count, where it has one
 
 
 class NoFrameYet(Exception):

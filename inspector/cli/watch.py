@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspector.cli.arguments import positive_float, positive_int
 from inspector.cli.payloads import PayloadError, event_problem, one_line, parse_payload
+from inspector.cli.verdict_lines import VERDICTS_WILDCARD, render_verdict
 from inspector.errors import EX_USAGE
 from inspector.publishing.topics import DEFECTS_WILDCARD
 
@@ -38,6 +39,7 @@ examples:
   inspector watch --config /etc/inspector/line1.toml  broker, TLS and login from the config
   inspector watch --json | jq .defects              one raw JSON payload per line, for scripts
   inspector watch --json --count 1 --timeout 60     wait for one event (exit 1 if none came)
+  inspector watch --verdicts                       every part's verdict (ok, nok, late)
 
 exit status: 0 after --count messages, on Ctrl-C, or at --timeout without --count;
 1 if --timeout passed before --count messages; 69 if the broker cannot be reached.
@@ -69,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--port", type=int, help="broker port (default: from --config, else 1883)")
     parser.add_argument(
         "--json", action="store_true", help="print each raw JSON payload on one line, nothing else"
+    )
+    parser.add_argument(
+        "--verdicts",
+        action="store_true",
+        help="print the per-part verdict stream (default topic line/+/verdicts/+), one line each",
     )
     parser.add_argument(
         "--count", type=positive_int, metavar="N", help="exit after N messages are printed"
@@ -179,7 +186,9 @@ def _print_messages(subscription: Subscription, args: argparse.Namespace) -> int
             msg = subscription.messages.get(timeout=wait)
         except queue.Empty:
             continue
-        out, err = render(msg.topic, bytes(msg.payload), args.json)
+        out, err = (render_verdict if args.verdicts else render)(
+            msg.topic, bytes(msg.payload), args.json
+        )
         if err is not None:
             print(err, file=sys.stderr, flush=True)
         if out is not None:
@@ -189,6 +198,8 @@ def _print_messages(subscription: Subscription, args: argparse.Namespace) -> int
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verdicts and args.topic == DEFECTS_WILDCARD:
+        args.topic = VERDICTS_WILDCARD
     if not valid_filter(args.topic):
         print(f"{PROG}: error: invalid MQTT topic filter {args.topic!r}", file=sys.stderr)
         return EX_USAGE

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from inspector.capture.capture_thread import CaptureThread
-from inspector.capture.frame_queue import FrameQueue, QueuePolicy
+from inspector.capture.frame_queue import FrameListener, FrameQueue, QueuePolicy
 from inspector.capture.source import FrameSource
 from inspector.capture.sources.base import QueuePolicyName
 from inspector.capture.sources.registry import CameraSettings
@@ -25,14 +25,14 @@ from inspector.config import Settings
 from inspector.engines import Engine
 from inspector.engines.normalize import TileNormalizer
 from inspector.errors import InspectorError
-from inspector.frames import Image, iso_utc, utc_now
+from inspector.frames import Frame, Image, iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
-from inspector.pipeline.events import new_run_id
+from inspector.pipeline.events import event_id, new_run_id
 from inspector.pipeline.inference import InferenceLoop, Result
 from inspector.pipeline.postprocess import VerdictRule
 from inspector.pipeline.results import CameraGeometry, ResultAssembler
 from inspector.pipeline.stats import PipelineStats, RateWindow
-from inspector.sinks.base import ResultSink
+from inspector.sinks.base import CaptureWatchingSink, ResultSink
 from inspector.tiling import TileMask, Tiler
 
 log = structlog.get_logger(__name__)
@@ -94,7 +94,12 @@ class Pipeline:
 
         ready = threading.Condition()
         self.queues = [
-            FrameQueue(camera.settings.queue_size, queue_policy(camera), ready)
+            FrameQueue(
+                camera.settings.queue_size,
+                queue_policy(camera),
+                ready,
+                *self._capture_listeners(sink),
+            )
             for camera in self.cameras
         ]
         self.capture_threads = [
@@ -211,6 +216,21 @@ class Pipeline:
         return snapshot
 
     # -- stages -------------------------------------------------------------------------
+
+    def _capture_listeners(self, sink: ResultSink) -> tuple[FrameListener | None, ...]:
+        """What a queue tells the sinks that watch captures (the verdicts' deadlines): each
+        frame offered to it and each it gives up, with the event id the frame has."""
+        if not isinstance(sink, CaptureWatchingSink):
+            return None, None
+        line, run_id = self.settings.line.id, self.run_id
+
+        def offered(frame: Frame) -> None:
+            sink.frame_captured(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
+
+        def dropped(frame: Frame) -> None:
+            sink.frame_dropped(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
+
+        return offered, dropped
 
     def _collect(self) -> None:
         while True:

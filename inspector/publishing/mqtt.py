@@ -289,10 +289,11 @@ class MqttPublisher:
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return self.publish_payload(str(event["event_id"]), payload.encode())
 
-    def publish_payload(self, event_id: str, payload: bytes) -> int:
-        """Queue one already-serialised event (from the outbox); tracked until acked."""
+    def publish_payload(self, event_id: str, payload: bytes, topic: str | None = None) -> int:
+        """Queue one already-serialised event (from the outbox) on ``topic`` (default: the
+        defects topic), QoS 1; tracked until acked."""
         info = self._send(
-            self._require_client(), self._defects_topic, payload, qos=1, retain=False,
+            self._require_client(), topic or self._defects_topic, payload, qos=1, retain=False,
             event_id=event_id,
         )  # fmt: skip
         return info.mid

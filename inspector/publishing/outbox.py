@@ -36,9 +36,19 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    topic TEXT
 )
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """An outbox written before verdicts has no ``topic`` column: add it, empty (its rows are
+    defect events, which go to the defects topic). Adding a nullable column only rewrites the
+    table's definition, so the rows on disk are kept as they are."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "topic" not in columns:
+        db.execute("ALTER TABLE events ADD COLUMN topic TEXT")
 
 
 def _lock_file(path: Path) -> int:
@@ -99,6 +109,7 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            _migrate(self._db)
             (self._count,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
         except (OSError, sqlite3.DatabaseError) as exc:
             os.close(self._lock_fd)
@@ -108,9 +119,10 @@ class Outbox:
         with self._lock:
             return int(self._count)
 
-    def put(self, event_id: str, payload: bytes) -> bool:
-        """Store one event; False when it could not be stored (full and dropping the newest,
-        or a write error). The caller publishes it either way."""
+    def put(self, event_id: str, payload: bytes, topic: str | None = None) -> bool:
+        """Store one event (``topic``: where it goes, None for the defects topic); False when it
+        could not be stored (full and dropping the newest, or a write error). The caller
+        publishes it either way."""
         with self._lock:
             self._delete_unremoved()
             try:
@@ -125,8 +137,8 @@ class Outbox:
                     self._count -= 1
                     self._full(oldest[0])
                 cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO events (event_id, payload) VALUES (?, ?)",
-                    (event_id, payload),
+                    "INSERT OR IGNORE INTO events (event_id, payload, topic) VALUES (?, ?, ?)",
+                    (event_id, payload, topic),
                 )
                 self._count += cursor.rowcount
                 return True
@@ -194,10 +206,20 @@ class Outbox:
 
     def backlog(self) -> list[tuple[str, bytes]]:
         """Every stored event, oldest first."""
+        return [(event_id, payload) for event_id, payload, _ in self.messages()]
+
+    def messages(self) -> list[tuple[str, bytes, str | None]]:
+        """Every stored event with its topic (None: the defects topic), oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT event_id, payload FROM events ORDER BY seq").fetchall()
+            rows = self._db.execute(
+                "SELECT event_id, payload, topic FROM events ORDER BY seq"
+            ).fetchall()
             unremoved = set(self._unremoved)
-        return [(str(e), bytes(payload)) for e, payload in rows if str(e) not in unremoved]
+        return [
+            (str(e), bytes(payload), None if topic is None else str(topic))
+            for e, payload, topic in rows
+            if str(e) not in unremoved
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -217,7 +239,9 @@ class AcknowledgedTransport(Protocol):
     """What the outbox sends through: a transport whose receiver acknowledges each event
     (MQTT at QoS 1 today), and who calls :meth:`Outbox.remove_acked` when it does."""
 
-    def publish_payload(self, event_id: str, payload: bytes) -> object: ...
+    def publish_payload(
+        self, event_id: str, payload: bytes, topic: str | None = None
+    ) -> object: ...
 
     def publish_camera_status(self, camera: str, status: Mapping[str, Any]) -> None: ...
 
@@ -241,9 +265,9 @@ class DurableSink:
     def go_live(self) -> int:
         """Publish what is on disk (a previous run's or this one's), then every new event."""
         with self._lock:
-            backlog = self.outbox.backlog()
-            for event_id, payload in backlog:
-                self.publisher.publish_payload(event_id, payload)
+            backlog = self.outbox.messages()
+            for event_id, payload, topic in backlog:
+                self.publisher.publish_payload(event_id, payload, topic)
             self._live = True
         if backlog:
             log.info("outbox_backlog_resent", events=len(backlog), path=str(self.outbox.path))
@@ -253,13 +277,17 @@ class DurableSink:
         payload = json.dumps(
             event, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
-        event_id = str(event["event_id"])
+        self.publish_message(str(event["event_id"]), payload)
+
+    def publish_message(self, key: str, payload: bytes, topic: str | None = None) -> None:
+        """One serialised message (``topic`` None: the defects topic), kept until acknowledged
+        under ``key``, unique per message."""
         with self._lock:
-            stored = self.outbox.put(event_id, payload)
+            stored = self.outbox.put(key, payload, topic)
             if self._live:
-                self.publisher.publish_payload(event_id, payload)
+                self.publisher.publish_payload(key, payload, topic)
             elif not stored:
-                log.error("event_lost", event_id=event_id, reason="broker down and outbox failed")
+                log.error("event_lost", event_id=key, reason="broker down and outbox failed")
 
     def unsent(self) -> int:
         """Events not yet handed to the broker: all of the outbox until the first connection."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # What PLCs and dashboards subscribe to: every line's events on one broker.
 DEFECTS_WILDCARD = "line/+/defects"
+# Every line's and camera's per-part verdicts.
+VERDICTS_WILDCARD = "line/+/verdicts/+"
 
 
 def _check(line: str) -> str:
@@ -37,3 +39,8 @@ def camera_status_topic(line: str, camera: str) -> str:
 def snapshot_topic(line: str, camera: str) -> str:
     """``line/<line>/snapshot/<camera>``: retained JPEG, the latest annotated defect frame."""
     return f"line/{_check(line)}/snapshot/{_check(camera)}"
+
+
+def verdicts_topic(line: str, camera: str) -> str:
+    """``line/<line>/verdicts/<camera>``: one QoS 1 JSON verdict for every part, ok or not."""
+    return f"line/{_check(line)}/verdicts/{_check(camera)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -29,6 +29,7 @@ from inspector.pipeline.runner import Pipeline
 from inspector.pipeline.stats import Histogram
 from inspector.service.bounded_http import BoundedHTTPServer
 from inspector.service.health import Health, line_health
+from inspector.sinks.base import SinkMetric
 from inspector.sinks.fanout import FanOut
 
 Rows = Sequence[tuple[Sequence[str], float]]
@@ -51,6 +52,18 @@ def _histogram(name: str, doc: str, line: str, histogram: Histogram) -> Histogra
     ]
     family.add_metric([line], buckets, sum_value=histogram.total / 1e3)
     return family
+
+
+def _sink_families(line: str, reports: Iterable[Sequence[SinkMetric]]) -> Iterator[Metric]:
+    """The sinks' own figures: those of one name (one per label value, e.g. per camera and
+    verdict) make one family, labelled ``line`` and the figure's own labels."""
+    families: dict[str, tuple[SinkMetric, list[tuple[Sequence[str], float]]]] = {}
+    for figure in (figure for report in reports for figure in report):
+        rows = families.setdefault(figure.name, (figure, []))[1]
+        rows.append(([line, *(value for _, value in figure.labels)], figure.value))
+    for first, rows in families.values():
+        labels = ["line", *(name for name, _ in first.labels)]
+        yield _family(first.kind, first.name, first.doc, labels, rows)
 
 
 # Per camera: (kind, name, doc, the figure of (camera, its queue, its capture thread)).
@@ -108,10 +121,9 @@ class PipelineCollector(Collector):
                            stats.inference_histogram),
             ]  # fmt: skip
         yield from histograms
-        for sink_figures in self.sinks.metrics().values():
-            figures += [(f.kind, f.name, f.doc, f.value) for f in sink_figures]
         for kind, name, doc, value in figures:
             yield _family(kind, name, doc, ["line"], [([line], value)])
+        yield from _sink_families(line, self.sinks.metrics().values())
         counters = self.sinks.counters().items()
         errors = [([line, name], float(errors)) for name, (errors, _) in counters]
         dropped = [([line, name], float(dropped)) for name, (_, dropped) in counters]

@@ -10,7 +10,7 @@ stalls costs only itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -62,6 +62,9 @@ class SinkMetric:
     doc: str
     kind: Literal["gauge", "counter"]
     value: float
+    # Labels beside ``line``, e.g. (("camera", "cam0"), ("verdict", "ok")): figures of one
+    # name with different label values are one metric family.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 class ResultSink(Protocol):
@@ -117,3 +120,38 @@ class AcknowledgingSink(Protocol):
     """A sink whose receiver acknowledges each event (MQTT's PUBACK): a replay times them."""
 
     def add_ack_listener(self, listener: AckListener) -> None: ...
+
+
+# A verdict, schema ``inspector.verdict/1`` (DESIGN.md), as a JSON-ready mapping.
+Verdict = Mapping[str, Any]
+VerdictListener = Callable[[Verdict], None]
+
+
+@runtime_checkable
+class CaptureWatchingSink(Protocol):
+    """A sink that hears of each frame when its camera's queue takes it in, and of each frame
+    a ``drop_oldest`` queue gives up: what a per-part deadline is measured from.
+
+    Called synchronously on the capture thread, under the queue's lock: record and return,
+    no I/O, no waiting."""
+
+    def frame_captured(self, frame: Frame, event_id: str) -> None: ...
+
+    def frame_dropped(self, frame: Frame, event_id: str) -> None: ...
+
+
+@runtime_checkable
+class VerdictProducingSink(Protocol):
+    """A sink that decides one verdict per part (the ``verdicts`` sink); the fan-out hands
+    each one to every :class:`VerdictSink`. The listener may be called from any thread."""
+
+    def listen_for_verdicts(self, listener: VerdictListener) -> None: ...
+
+
+@runtime_checkable
+class VerdictSink(Protocol):
+    """A sink that passes verdicts on (MQTT, OPC UA). Called in the order they were decided,
+    on the thread that decided them (the deadline's timer, for a late one), and so from
+    another thread than its other calls: hand the message on and return, never wait."""
+
+    def verdict(self, verdict: Verdict) -> None: ...

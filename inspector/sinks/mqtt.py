@@ -8,6 +8,7 @@ broker has not been reached yet, and reports what it could not deliver.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,8 @@ from inspector.publishing.acks import AckListener
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
 from inspector.publishing.settings import MqttSettings
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
+from inspector.publishing.topics import verdicts_topic
+from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric, Verdict
 from inspector.sinks.registry import SinkPlugin
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ class MqttSink:
 
     def __init__(self, settings: MqttSettings, line_id: str, outbox: Outbox | None) -> None:
         self.settings = settings
+        self.line_id = line_id
         self.publisher = MqttPublisher(settings, line_id, on_ack=self._acknowledged)
         self.outbox = outbox
         self._durable = DurableSink(self.publisher, outbox) if outbox is not None else None
@@ -75,6 +78,18 @@ class MqttSink:
         if result.event is not None:
             self._target.publish_event(result.event)
             self._snapshot(result)
+
+    def verdict(self, verdict: Verdict) -> None:
+        """One part's verdict on ``line/<line>/verdicts/<camera>``, QoS 1, through the outbox
+        like an event (a late verdict and the real one that follows are two messages)."""
+        payload = json.dumps(verdict, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        kind = "late" if verdict["verdict"] == "late" else "verdict"
+        key = f"{verdict['event_id']}/{kind}"
+        topic = verdicts_topic(self.line_id, str(verdict["camera"]))
+        if self._durable is not None:
+            self._durable.publish_message(key, payload.encode(), topic)
+        else:
+            self.publisher.publish_payload(key, payload.encode(), topic)
 
     def _snapshot(self, result: FrameResult) -> None:
         """The latest annotated defect frame, retained, at most once per interval per camera:
