@@ -61,7 +61,7 @@ def write_model_card(
     path: Path,
     name: str,
     labels: tuple[str, ...],
-    ok_label: str,
+    ok_label: str | None,
     spec: InputSpec,
     extra: dict[str, Any],
 ) -> ModelCard:
