@@ -16,7 +16,8 @@ from inspector.engines.card import load_model
 
 torch = pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
-QUICK = ("--image-size", "64", "--threads", "2", "--batch", "16", "--views", "1")
+QUICK = ("--image-size", "64", "--threads", "2", "--batch", "16", "--views", "1",
+         "--feature-cache", "none")  # fmt: skip
 
 
 def inspector(*args: str) -> subprocess.CompletedProcess[str]:
@@ -146,3 +147,18 @@ def test_resnet50_loads_torchvision_weights_and_exports(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="not torchvision ResNet50 weights"):
         build_backbone("resnet50", 3, weights)
+
+
+def test_feature_cache_keys_on_images_view_and_body(tmp_path: Path) -> None:
+    from inspector.training.features import FeatureCache
+
+    cache = FeatureCache(tmp_path, ["efficientnet_lite0", "64"])
+    features = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert cache.load(["a.png", "b.png"], 0) is None
+    cache.save(["a.png", "b.png"], 0, features, 0.25)
+    hit = cache.load(["a.png", "b.png"], 0)
+    assert hit is not None and np.array_equal(hit[0], features) and hit[1] == 0.25
+    assert cache.load(["a.png", "b.png"], 1) is None  # another augmented view
+    assert cache.load(["a.png", "c.png"], 0) is None  # other images
+    assert FeatureCache(tmp_path, ["efficientnet_lite1", "64"]).load(["a.png", "b.png"], 0) is None
+    assert FeatureCache(None, []).load(["a.png"], 0) is None  # off

@@ -19,7 +19,7 @@ import pytest
 from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
 from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule
-from inspector.training.datasets import elpv_root, load_elpv, load_folder_dataset
+from inspector.training.datasets import Sample, elpv_root, load_elpv, load_folder_dataset
 
 pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
@@ -103,7 +103,8 @@ def test_a_type_classifier_trains_and_is_served_with_the_documented_rule(
     data = defect_types(tmp_path / "types")
     out = tmp_path / "types-model"
     result = inspector("train", str(data), "--out", str(out), "--epochs", "1", "--image-size",
-                       str(TILE), "--threads", "2", "--batch", "8", "--views", "1")  # fmt: skip
+                       str(TILE), "--threads", "2", "--batch", "8", "--views", "1",
+                       "--feature-cache", "none")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "defect types only" in result.stderr
     model = out.with_name("types-model.onnx")
@@ -149,3 +150,55 @@ port = {mosquitto.port}
         for defect in event["defects"]:
             limit = data_card["thresholds"][defect["class"]]
             assert defect["score"] >= limit
+
+
+def type_card(**changes: Any) -> dict[str, Any]:
+    card = {
+        "schema": "inspector.model/1", "name": "types", "sha256": "0" * 64,
+        "labels": ["scratch", "dent", "stain"], "ok_label": None,
+        "input": {"name": "input", "height": 8, "width": 8, "color": "rgb", "scale": 255.0,
+                  "mean": [0.5] * 3, "std": [0.5] * 3},
+        "output": {"name": "logits", "kind": "probabilities"},
+        "thresholds": {"dent": 0.8},
+    }  # fmt: skip
+    card.update(changes)
+    return card
+
+
+def test_the_verdict_rule_of_a_type_classifier() -> None:
+    from inspector.engines.card import ModelCard
+    from inspector.errors import ModelError
+
+    card = ModelCard.model_validate(type_card())
+    rule = VerdictRule(card)
+    scores = np.array(
+        [[0.6, 0.3, 0.1],  # scratch reaches 0.5: a scratch
+         [0.1, 0.7, 0.2],  # dent is best but below its 0.8: no defect
+         [0.4, 0.3, 0.3],  # no class reaches its threshold: no defect
+         [0.0, 0.0, 0.0]],  # a tile outside the product mask: no defect
+        np.float32,
+    )  # fmt: skip
+    labels, _ = rule.verdicts(scores)
+    assert labels.tolist() == [0, NO_DEFECT, NO_DEFECT, NO_DEFECT]
+    assert card.defect_labels == ("scratch", "dent", "stain") and not rule.has_ok
+    with pytest.raises(ModelError, match="has no ok class"):
+        _ = rule.ok_index
+    # ok_label stays required: a card that forgets it is not read as a type classifier.
+    without = type_card()
+    del without["ok_label"]
+    with pytest.raises(ValueError, match="ok_label"):
+        ModelCard.model_validate(without)
+
+
+def test_image_size_comes_from_the_data(tmp_path: Path) -> None:
+    from inspector.training.features import choose_image_size
+
+    size, why = choose_image_size(load_elpv("binary").train, 224)
+    assert size == 300 and "300 px" in why  # ELPV cells: kept whole
+    small = tmp_path / "small"
+    small.mkdir()
+    for index in range(4):
+        cv2.imwrite(str(small / f"{index}.png"), np.full((40, 50), 128, np.uint8))
+    tiny = [Sample(p, 0, "x") for p in sorted(small.glob("*.png"))]
+    size, why = choose_image_size(tiny, 224)
+    assert size == 96 and "raised" in why

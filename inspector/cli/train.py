@@ -79,7 +79,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--views",
         type=int,
-        default=2,
+        default=1,
         help="augmented views per training image in the probe's features",
     )
     parser.add_argument(
@@ -103,6 +103,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--channels-last",
         action="store_true",
         help="NHWC memory format (measured: README 'Training')",
+    )
+    parser.add_argument(
+        "--feature-cache",
+        type=Path,
+        help="folder of cached features (default $INSPECTOR_FEATURE_CACHE or "
+        "~/.cache/inspector/features); 'none' turns it off",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT-report/checkpoint.pt"
@@ -140,5 +146,16 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, bf16=args.precision == "bf16",
         channels_last=args.channels_last,
     )  # fmt: skip
-    train(dataset, options, args.out, tqdm, resume=args.resume, size_given=bool(args.image_size))
+    from inspector.training.features import default_cache_root
+
+    cache = args.feature_cache or default_cache_root()
+    train(
+        dataset,
+        options,
+        args.out,
+        tqdm,
+        resume=args.resume,
+        size_given=bool(args.image_size),
+        cache_root=None if str(cache) == "none" else cache,
+    )
     return 0

@@ -7,9 +7,12 @@ training image), and fine-tuning augments from it again per batch.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -126,14 +129,45 @@ def extract(
     return np.concatenate(out) if out else np.empty((0, width), np.float32)
 
 
-def train_views(
-    images: Images,
-    views: int,
-    rng: np.random.Generator,
-    extract_view: Callable[[Images, str], Features],
-) -> Features:
-    """The original images' features, then ``views`` augmented copies', stacked."""
-    parts = [extract_view(images, "features train")]
-    for view in range(views):
-        parts.append(extract_view(augment(images, rng), f"features view {view + 1}/{views}"))
-    return np.concatenate(parts)
+class FeatureCache:
+    """Features on disk, one file per (body, input, images, view): a second run on the same
+    images (another label set such as elpv4, other probe or fine-tuning options, a resume)
+    runs no forward pass for them. ``root`` None disables it."""
+
+    def __init__(self, root: Path | None, identity: Sequence[str]) -> None:
+        self.root = root
+        self.identity = list(identity)
+
+    def _path(self, paths: Sequence[str], view: int) -> Path | None:
+        if self.root is None:
+            return None
+        digest = hashlib.sha256("\n".join([*self.identity, f"view={view}", *paths]).encode())
+        return self.root / f"{digest.hexdigest()[:32]}.npz"
+
+    def load(self, paths: Sequence[str], view: int) -> tuple[Features, float] | None:
+        """The features and the seconds per image they took to make, or None."""
+        path = self._path(paths, view)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                return data["features"].astype(np.float32), float(data["seconds_per_image"])
+        except (OSError, ValueError, KeyError):  # torn or foreign file: make it again
+            return None
+
+    def save(self, paths: Sequence[str], view: int, features: Features, seconds: float) -> None:
+        path = self._path(paths, view)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, features=features, seconds_per_image=seconds)
+        temporary.replace(path)
+
+
+def default_cache_root() -> Path:
+    """``$INSPECTOR_FEATURE_CACHE``, else ``$XDG_CACHE_HOME/inspector/features``."""
+    if os.environ.get("INSPECTOR_FEATURE_CACHE"):
+        return Path(os.environ["INSPECTOR_FEATURE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "inspector" / "features"

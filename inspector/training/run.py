@@ -43,6 +43,7 @@ def train(
     progress: Callable[..., Any],
     resume: bool = False,
     size_given: bool = False,
+    cache_root: Path | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     deadline = started + options.budget_min * 60 if options.budget_min else None
@@ -76,7 +77,9 @@ def train(
     )
     checkpoint = report_dir / "checkpoint.pt"
     if options.backbone == "auto":
-        trainer, tried = _auto(dataset, parts, options, checkpoint, progress, started, deadline)
+        trainer, tried = _auto(
+            dataset, parts, options, checkpoint, progress, started, deadline, cache_root
+        )
         choices["backbone"] = {"value": trainer.backbone.name, "tried": tried,
                                "why": "best validation accuracy of the probes"}  # fmt: skip
         trainer.finetune()
@@ -86,7 +89,14 @@ def train(
             options.backbone, len(dataset.labels), options.weights, options.image_size
         )
         trainer = Trainer(
-            backbone, parts, len(dataset.labels), options, checkpoint, progress, deadline
+            backbone,
+            parts,
+            len(dataset.labels),
+            options,
+            checkpoint,
+            progress,
+            deadline,
+            cache_root,
         )
         trainer.fit(resume=resume)
         choices["backbone"] = {"value": backbone.name, "why": "--backbone"}
@@ -195,6 +205,7 @@ def _auto(
     progress: Callable[..., Any],
     started: float,
     deadline: float | None,
+    cache_root: Path | None,
 ) -> tuple[Trainer, list[dict[str, Any]]]:
     """Probe each Lite backbone, smallest first, while the probes stay within AUTO_SHARE
     of the budget; the best on validation goes on to fine-tuning."""
@@ -208,7 +219,14 @@ def _auto(
         backbone = build_backbone(name, len(dataset.labels), None, options.image_size)
         named = replace(options, backbone=name)
         trainer = Trainer(
-            backbone, parts, len(dataset.labels), named, checkpoint, progress, deadline
+            backbone,
+            parts,
+            len(dataset.labels),
+            named,
+            checkpoint,
+            progress,
+            deadline,
+            cache_root,
         )
         result = trainer.probe()
         tried.append({"backbone": name, "val_accuracy": round(result.val_accuracy, 4),

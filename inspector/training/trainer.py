@@ -34,6 +34,7 @@ from inspector.training.datasets import Dataset, Sample
 from inspector.training.probe import ProbeResult, fit_probe
 
 Labels = npt.NDArray[np.intp]
+HEAD_LR = 0.1  # the head's fine-tuning rate, relative to --lr
 
 
 @dataclass
@@ -46,7 +47,7 @@ class TrainOptions:
     layer_decay: float = 0.85
     weight_decay: float = 1e-4
     image_size: int = 224
-    views: int = 2  # augmented views per training image for the probe's features
+    views: int = 1  # augmented views per training image for the probe's features
     budget_min: float | None = None  # wall time from the start; fine-tuning stops there
     seed: int = 0
     limit: int | None = None  # at most this many images per class and part (quick runs)
@@ -85,6 +86,7 @@ class Parts:
 
     images: dict[str, feats.Images]
     labels: dict[str, Labels]
+    paths: dict[str, list[str]]
     seconds: float
 
 
@@ -104,12 +106,13 @@ def decode_parts(
     dataset: Dataset, size: int, limit: int | None, progress: Callable[..., Any]
 ) -> Parts:
     started = time.perf_counter()
-    images, labels = {}, {}
+    images, labels, paths = {}, {}, {}
     for part in ("train", "val", "test"):
         samples = limit_samples(dataset.part(part), limit)
         images[part] = feats.decode_all(samples, size, progress, f"decode {part}")
         labels[part] = np.array([s.label for s in samples], np.intp)
-    return Parts(images, labels, time.perf_counter() - started)
+        paths[part] = [str(s.path.resolve()) for s in samples]
+    return Parts(images, labels, paths, time.perf_counter() - started)
 
 
 def class_weights(labels: Labels, classes: int) -> torch.Tensor:
@@ -129,6 +132,7 @@ class Trainer:
         checkpoint: Path,
         progress: Callable[..., Any],
         deadline: float | None = None,  # time.monotonic() at which fine-tuning must stop
+        cache_root: Path | None = None,  # feature cache folder (None: no cache)
     ) -> None:
         self.backbone, self.model, self.parts = backbone, backbone.model, parts
         self.options, self.checkpoint, self.progress = options, checkpoint, progress
@@ -151,6 +155,13 @@ class Trainer:
         self.normalizer = TileNormalizer(self.input_spec)
         weights = class_weights(parts.labels["train"], classes).to(self.device)
         self.loss = nn.CrossEntropyLoss(weight=weights)
+        weights_file = options.weights or Path(backbone.name)
+        stamp = weights_file.stat() if weights_file.is_file() else None
+        self.cache = feats.FeatureCache(
+            cache_root,
+            [backbone.name, str(weights_file), str(stamp and (stamp.st_size, stamp.st_mtime)),
+             str(options.image_size), f"bf16={options.bf16}", torch.__version__],
+        )  # fmt: skip
         self.state = TrainState()
         self.probe_result: ProbeResult | None = None
         self._best_weights: dict[str, torch.Tensor] | None = None
@@ -160,6 +171,25 @@ class Trainer:
         self._optimizer_state: dict[str, Any] | None = None
 
     # -- the probe ----------------------------------------------------------------------
+
+    def _features(self, part: str, view: int) -> feats.Features:
+        """One part's features (view 0: as decoded; view k: augmented by the seed and k,
+        so a view is the same whichever views came before it or were cached)."""
+        paths = self.parts.paths[part]
+        cached = self.cache.load(paths, view)
+        if cached is not None:
+            self._image_seconds = self._image_seconds or cached[1]
+            return cached[0]
+        started = time.perf_counter()
+        images = self.parts.images[part]
+        if view:
+            images = feats.augment(images, np.random.default_rng([self.options.seed, view]))
+        name = f"features {part}" + (f" view {view}/{self.options.views}" if view else "")
+        x = self._extract(images, name)
+        seconds = (time.perf_counter() - started) / max(len(images), 1)
+        self._image_seconds = seconds if len(images) >= 32 else self._image_seconds or seconds
+        self.cache.save(paths, view, x, seconds)
+        return x
 
     def _extract(self, images: feats.Images, desc: str) -> feats.Features:
         return feats.extract(
@@ -171,14 +201,20 @@ class Trainer:
     def probe(self) -> ProbeResult:
         started = time.perf_counter()
         train_images, train_labels = self.parts.images["train"], self.parts.labels["train"]
-        views = self.options.views
-        train_x = feats.train_views(train_images, views, self.rng, self._extract)
+        # Augmented views may use at most half of the budget left: fine-tuning needs the rest.
+        end = None if self.deadline is None else (time.monotonic() + self.deadline) / 2
+        parts = [self._features("train", 0)]
+        for view in range(1, self.options.views + 1):
+            estimate = self._image_seconds * len(train_images)
+            if end is not None and time.monotonic() + estimate > end:
+                self._say(f"probe: {view - 1} of {self.options.views} augmented views fit "
+                          "the budget")  # fmt: skip
+                break
+            parts.append(self._features("train", view))
+        views = len(parts) - 1
+        train_x = np.concatenate(parts)
         train_y = np.tile(train_labels, views + 1)
-        forwards = len(train_x)
-        val_x = self._extract(self.parts.images["val"], "features val")
-        test_x = self._extract(self.parts.images["test"], "features test")
-        forwards += len(val_x) + len(test_x)
-        self._image_seconds = (time.perf_counter() - started) / max(forwards, 1)
+        val_x, test_x = self._features("val", 0), self._features("test", 0)
         loss = self.loss.cpu()
         result = fit_probe(
             lambda: _head_like(self.backbone.head), (train_x, train_y),
@@ -217,8 +253,11 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         """Layer-wise decay: the head and the last stage at ``lr``, each stage before it
         ``layer_decay`` times less (early filters are generic; they need little change)."""
+        # The head starts converged (the probe): a tenth of the rate keeps Adam's
+        # normalised steps from jolting it while the body adapts beneath it.
+        head_lr = self.options.lr * HEAD_LR
         groups: list[dict[str, Any]] = [{"params": list(self.backbone.head.parameters()),
-                                         "lr": self.options.lr}]  # fmt: skip
+                                         "lr": head_lr}]  # fmt: skip
         seen = {id(p) for p in groups[0]["params"]}
         stages = self.backbone.stages
         for depth, stage in enumerate(reversed(stages)):
