@@ -97,14 +97,16 @@ def test_budget_stops_finetuning_with_the_best_model_so_far(tmp_path: Path) -> N
     assert "stopped at the --budget-min wall time" in result.stderr
     finetuned = [r for r in metrics["history"] if r["phase"] == "finetune"]
     assert len(finetuned) < 500
-    assert metrics["train_seconds"] < 30 + 30  # the budget, and one evaluation's slack
-    assert wall < 120, wall  # process start, export and evaluation included
+    # The budget, plus what may overrun it: the probe (it always completes) and the
+    # validation pass of the epoch the budget cut short.
+    assert metrics["train_seconds"] < 30 + metrics["probe"]["seconds"] + 20
+    assert wall < 300, wall  # process start, export and evaluation included
     load_model(out.with_name("budget.onnx"))
 
 
 def test_lite1_probe_only(tmp_path: Path) -> None:
     out = tmp_path / "lite1"
-    result = inspector("train", "elpv", "--out", str(out), "--limit", "8", "--epochs", "0",
+    result = inspector("train", "elpv", "--out", str(out), "--limit", "4", "--epochs", "0",
                        "--backbone", "efficientnet_lite1", *QUICK)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     card = load_model(out.with_name("lite1.onnx")).model_dump()

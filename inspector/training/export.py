@@ -29,6 +29,14 @@ def export_onnx(model: nn.Module, path: Path, spec: InputSpec) -> None:
         # What matters is checked: check_export compares ONNX Runtime with PyTorch.
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        # dynamo=False is deliberate (the TorchScript exporter handles these models); its
+        # deprecation notice is for us, not for the user of `inspector train`.
+        warnings.filterwarnings(
+            "ignore", message=".*legacy TorchScript", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="The feature will be removed", category=DeprecationWarning
+        )
         torch.onnx.export(
             model.cpu(),
             (dummy,),

@@ -440,6 +440,8 @@ class Trainer:
         self.model.load_state_dict(data["model"])
         self._best_weights, self._probe_head = data["best"], data["probe_head"]
         self._optimizer_state, self._planned = data["optimizer"], data["planned"]
+        if self._planned is not None and self.options.epochs > self._planned:
+            self._planned = self.options.epochs  # resumed for more epochs: a longer schedule
         self._image_seconds = data["image_seconds"]
         state = data["state"]
         state["history"] = [EpochRecord(**r) for r in state["history"]]
