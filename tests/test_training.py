@@ -1,4 +1,4 @@
-"""A short real fine-tune (EfficientNet-Lite0, pretrained weights), export check, card, report."""
+"""A short real LP-FT run (EfficientNet-Lite0, pretrained weights), export check, card, report."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_dataset(root / "parts")
     out = root / "engines" / "tiny"
     result = inspector(
-        "train", str(data), "--out", str(out), "--epochs", "3", "--image-size", "64",
-        "--batch", "8", "--threads", "2",
+        "train", str(data), "--out", str(out), "--epochs", "2", "--image-size", "64",
+        "--batch", "8", "--threads", "2", "--views", "1", "--feature-cache", "none",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "export check: max |ONNX Runtime - PyTorch|" in result.stderr
@@ -63,14 +63,14 @@ def test_training_report_has_metrics_history_and_plots(trained: Path) -> None:
     report = trained.with_name("tiny-report")
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["export_max_difference"] <= 1e-3
-    assert [r["phase"] for r in metrics["history"]] == ["head", "full", "full"]
-    for key in ("train_loss", "val_accuracy", "test_accuracy"):
+    assert [r["phase"] for r in metrics["history"]] == ["probe", "finetune", "finetune"]
+    for key in ("train_loss", "val_accuracy", "val_loss"):
         assert key in metrics["history"][1]
     test = metrics["test"]
     assert set(test["per_class"]) == {"ok", "scratch"}
     assert sum(map(sum, test["confusion_matrix"])) == 6  # 10% of 2 x 30 images
-    # Three short epochs on 48 images prove little about accuracy, but the loss must fall.
-    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    # Two grey levels: the probe alone separates them.
+    assert metrics["probe"]["val_accuracy"] == 1.0
     for plot in ("curves.png", "confusion.png"):
         assert (report / plot).stat().st_size > 5000
     evaluated = inspector(
@@ -81,28 +81,6 @@ def test_training_report_has_metrics_history_and_plots(trained: Path) -> None:
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["accuracy"] == test["accuracy"]
-
-
-def test_training_resumes_from_its_checkpoint(trained: Path) -> None:
-    data = trained.parent.parent / "parts"
-    result = inspector(
-        "train", str(data), "--out", str(trained), "--epochs", "4", "--image-size", "64",
-        "--batch", "8", "--threads", "2", "--resume",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "resumed from" in result.stderr and "at epoch 4" in result.stderr
-    metrics = json.loads(trained.with_name("tiny-report").joinpath("metrics.json").read_text())
-    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
-
-
-def test_short_elpv_training_runs_on_the_real_dataset(tmp_path: Path) -> None:
-    result = inspector(
-        "train", "elpv", "--out", str(tmp_path / "elpv-quick"), "--epochs", "1",
-        "--limit", "16", "--image-size", "64", "--batch", "16", "--threads", "2",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    card = load_model(tmp_path / "elpv-quick.onnx")
-    assert card.labels == ("functional", "defective")
 
 
 def test_backbone_without_weights_is_refused_clearly(tmp_path: Path) -> None:

@@ -87,7 +87,11 @@ def open_writer(video: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
 
 
 def render_frame(
-    frame_index: int, layout: ConveyorLayout, cells: list[Image], labels: list[str], ok_label: str
+    frame_index: int,
+    layout: ConveyorLayout,
+    cells: list[Image],
+    labels: list[str],
+    ok_label: str | None,
 ) -> tuple[Image, list[Defect]]:
     frame = np.full((layout.height, layout.width, 3), BELT_GRAY, np.uint8)
     defects = []

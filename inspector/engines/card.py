@@ -75,7 +75,10 @@ class ModelCard(_Part):
     name: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     labels: tuple[str, ...] = Field(min_length=2)
-    ok_label: str
+    # null: a defect-type classifier with no defect-free class (every label is a defect
+    # type; a tile is a defect where its best class reaches that class's threshold).
+    # Required even then, so a card that forgets it is refused rather than read as one.
+    ok_label: str | None
     input: InputSpec
     output: OutputSpec
     thresholds: dict[str, Probability] = Field(default_factory=dict)
@@ -97,9 +100,9 @@ class ModelCard(_Part):
 
     @field_validator("ok_label")
     @classmethod
-    def _ok_is_a_label(cls, value: str, info: ValidationInfo) -> str:
+    def _ok_is_a_label(cls, value: str | None, info: ValidationInfo) -> str | None:
         labels = info.data.get("labels")
-        if labels is not None and value not in labels:
+        if value is not None and labels is not None and value not in labels:
             raise ValueError(f"{value!r} is not one of the labels {list(labels)}")
         return value
 
@@ -120,11 +123,18 @@ class ModelCard(_Part):
 
     @property
     def defect_labels(self) -> tuple[str, ...]:
-        """Every label except ``ok_label``, in output order."""
+        """Every label except ``ok_label`` (all of them for a type classifier), in order."""
         return tuple(label for label in self.labels if label != self.ok_label)
 
     @property
+    def has_ok(self) -> bool:
+        """False for a defect-type classifier (``ok_label`` null)."""
+        return self.ok_label is not None
+
+    @property
     def ok_index(self) -> int:
+        if self.ok_label is None:
+            raise ModelError(f"{self.name}: a defect-type classifier has no ok class")
         return self.labels.index(self.ok_label)
 
     def threshold_for(self, label: str) -> float:

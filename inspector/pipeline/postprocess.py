@@ -23,18 +23,29 @@ def softmax(logits: FloatArray) -> FloatArray:
 
 
 class VerdictRule:
-    """A tile is a defect when its best non-ok class reaches that class's threshold."""
+    """A tile is a defect when its best non-ok class reaches that class's threshold.
+
+    For a defect-type classifier (card ``ok_label`` null) every class is a defect class:
+    a tile is a defect where its best class reaches that class's threshold, and no
+    defect otherwise. Nothing stands in for the ok class it never learned."""
 
     def __init__(self, card: ModelCard) -> None:
+        self.card = card
         self.labels = list(card.labels)
         self.logits = card.output.kind == "logits"
-        ok_index = self.ok_index = self.labels.index(card.ok_label)
+        self.has_ok = card.has_ok
+        ok_index = card.ok_index if card.has_ok else None
         self.defect_indices = np.array(
             [i for i in range(len(self.labels)) if i != ok_index], dtype=np.intp
         )
         self.thresholds = np.array(
             [card.threshold_for(self.labels[i]) for i in self.defect_indices], dtype=np.float32
         )
+
+    @property
+    def ok_index(self) -> int:
+        """The ok class's column; a type classifier has none (ModelError)."""
+        return self.card.ok_index
 
     def probabilities(self, outputs: FloatArray) -> FloatArray:
         return softmax(outputs) if self.logits else outputs

@@ -59,7 +59,8 @@ class ResultAssembler:
             return np.empty((job.grid.count, classes), np.float32)
         # Tiles outside the product mask are not inferred: they count as certainly ok.
         scores = np.zeros((job.grid.count, classes), np.float32)
-        scores[:, self.rule.ok_index] = 1.0
+        if self.rule.has_ok:  # a type classifier's all-zero row reaches no threshold
+            scores[:, self.rule.ok_index] = 1.0
         return scores
 
     def _finish(self, job: FrameJob) -> None:

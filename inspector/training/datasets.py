@@ -44,7 +44,7 @@ class Sample:
 class Dataset:
     name: str
     labels: tuple[str, ...]
-    ok_label: str
+    ok_label: str | None  # None: defect types only, no defect-free class (a type classifier)
     train: list[Sample]
     val: list[Sample]
     test: list[Sample]
@@ -121,8 +121,18 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_folder_dataset(root: Path, seed: int = 0, ok_label: str | None = None) -> Dataset:
-    """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*.png`` used as given."""
+def load_folder_dataset(
+    root: Path,
+    seed: int = 0,
+    ok_label: str | None = None,
+    ok_dir: Path | None = None,
+    types_only: bool = False,
+) -> Dataset:
+    """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*.png`` used as given.
+
+    ``ok_dir``: defect-free images from elsewhere (a folder of images), added as class
+    ``ok`` and split like the rest. ``types_only``: a folder with no defect-free class is
+    accepted as a dataset of defect types (``ok_label`` None) instead of refused."""
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     given = [root / part for part in SPLITS]
@@ -145,7 +155,12 @@ def load_folder_dataset(root: Path, seed: int = 0, ok_label: str | None = None) 
         indices = stratified_split([s.stratum for s in samples], FOLDER_FRACTIONS, seed)
         parts = [[samples[i] for i in chosen] for chosen in indices]
         split = {"method": "stratified", "fractions": list(FOLDER_FRACTIONS), "seed": seed}
-    ok = _ok_label(root, labels, ok_label)
+    if ok_dir is not None:
+        labels, parts = _add_ok_dir(root, labels, parts, ok_dir, seed)
+        split["ok_dir"] = str(ok_dir)
+        ok: str | None = OK_DIR_LABEL
+    else:
+        ok = _ok_label(root, labels, ok_label, types_only)
     dataset = Dataset(root.name, labels, ok, parts[0], parts[1], parts[2], split)
     for part in SPLITS:
         if not dataset.part(part):
@@ -172,18 +187,49 @@ def _samples(root: Path, labels: tuple[str, ...]) -> list[Sample]:
     return samples
 
 
-def _ok_label(root: Path, labels: tuple[str, ...], wanted: str | None) -> str:
+OK_NAMES = ("ok", "good", "functional", "non_defective", "non-defective", "normal")
+OK_DIR_LABEL = "ok"
+
+
+def _ok_label(
+    root: Path, labels: tuple[str, ...], wanted: str | None, types_only: bool = False
+) -> str | None:
     if wanted is not None:
         if wanted not in labels:
             raise DatasetError(f"{root}: ok label {wanted!r} is not a class: {list(labels)}")
         return wanted
-    for candidate in ("ok", "good", "functional", "non_defective", "non-defective", "normal"):
+    for candidate in OK_NAMES:
         if candidate in labels:
             return candidate
+    if types_only:
+        return None
     raise DatasetError(
         f"{root}: cannot tell which class is defect-free among {list(labels)}; name it"
         " 'ok' (or good/normal/functional) or pass --ok-label"
     )
+
+
+def _add_ok_dir(
+    root: Path, labels: tuple[str, ...], parts: list[list[Sample]], ok_dir: Path, seed: int
+) -> tuple[tuple[str, ...], list[list[Sample]]]:
+    """Defect-free images from elsewhere become class ``ok``, split 80:10:10 by the seed."""
+    present = [label for label in labels if label in OK_NAMES]
+    if present:
+        raise DatasetError(f"{root}: already has a defect-free class {present[0]!r}; drop --ok-dir")
+    if not ok_dir.is_dir():
+        raise DatasetError(f"{ok_dir}: --ok-dir folder not found")
+    images = _class_images(ok_dir)
+    if len(images) < 3:
+        raise DatasetError(f"{ok_dir}: --ok-dir needs at least 3 images, found {len(images)}")
+    # "ok" takes its sorted place among the classes, as a class folder would.
+    new_labels = tuple(sorted((*labels, OK_DIR_LABEL)))
+    index = {label: new_labels.index(label) for label in labels}
+    moved = [[Sample(s.path, index[labels[s.label]], s.stratum) for s in part] for part in parts]
+    ok_index = new_labels.index(OK_DIR_LABEL)
+    chosen = stratified_split([OK_DIR_LABEL] * len(images), FOLDER_FRACTIONS, seed)
+    for part, picked in zip(moved, chosen, strict=True):
+        part.extend(Sample(images[i], ok_index, OK_DIR_LABEL) for i in picked)
+    return new_labels, moved
 
 
 def elpv_root() -> Path:
@@ -224,10 +270,16 @@ def load_elpv(mode: ElpvMode = "binary", seed: int = 0) -> Dataset:
     )
 
 
-def load_dataset(spec: str, seed: int = 0, ok_label: str | None = None) -> Dataset:
+def load_dataset(
+    spec: str,
+    seed: int = 0,
+    ok_label: str | None = None,
+    ok_dir: Path | None = None,
+    types_only: bool = False,
+) -> Dataset:
     """``elpv`` (binary), ``elpv4`` (four classes), or a folder path."""
-    if spec == "elpv":
-        return load_elpv("binary", seed)
-    if spec == "elpv4":
-        return load_elpv("four", seed)
-    return load_folder_dataset(Path(spec), seed, ok_label)
+    if spec in ("elpv", "elpv4"):
+        if ok_dir is not None:
+            raise DatasetError(f"{spec}: has its defect-free class (functional); drop --ok-dir")
+        return load_elpv("binary" if spec == "elpv" else "four", seed)
+    return load_folder_dataset(Path(spec), seed, ok_label, ok_dir, types_only)

@@ -103,8 +103,12 @@ def predict(
 def verdict_labels(card: ModelCard, probabilities: npt.NDArray[np.float32]) -> list[int]:
     """The daemon's own rule (thresholds), not a bare argmax: the figures then describe
     what the line will report."""
+    if not card.has_ok:
+        # A type classifier is scored on the class it names (every sample is a defect);
+        # its thresholds only decide what the line reports.
+        return [int(i) for i in probabilities.argmax(axis=1)]
     verdicts, _ = VerdictRule(card).verdicts(probabilities)
-    ok_index = card.labels.index(card.ok_label)
+    ok_index = card.ok_index
     return [int(v) if v != NO_DEFECT else ok_index for v in verdicts]
 
 
@@ -124,7 +128,7 @@ def tune_threshold(onnx_path: Path, dataset: Dataset, part: str = "val") -> floa
     Class-weighted training moves the probabilities; this puts the decision where the
     held-out images say it belongs."""
     card, probabilities, truth = predict(onnx_path, dataset, part)
-    if len(card.defect_labels) != 1 or not len(truth):
+    if not card.has_ok or len(card.defect_labels) != 1 or not len(truth):
         return None
     defect = card.labels.index(card.defect_labels[0])
     scores, is_defect = probabilities[:, defect], np.asarray(truth) == defect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,30 @@ def export_onnx(model: nn.Module, path: Path, spec: InputSpec) -> None:
     model.eval()
     dummy = torch.zeros(1, spec.channels, spec.height, spec.width)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model.cpu(),
-        (dummy,),
-        str(path),
-        input_names=[spec.name],
-        output_names=["logits"],
-        dynamic_axes={spec.name: {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # Notes from the exporter about optimisations it skipped (EfficientNet's static
+        # "same" padding slices; traced shape arithmetic), printed in red on a good run.
+        # What matters is checked: check_export compares ONNX Runtime with PyTorch.
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        # dynamo=False is deliberate (the TorchScript exporter handles these models); its
+        # deprecation notice is for us, not for the user of `inspector train`.
+        warnings.filterwarnings(
+            "ignore", message=".*legacy TorchScript", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="The feature will be removed", category=DeprecationWarning
+        )
+        torch.onnx.export(
+            model.cpu(),
+            (dummy,),
+            str(path),
+            input_names=[spec.name],
+            output_names=["logits"],
+            dynamic_axes={spec.name: {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def reference_logits(model: nn.Module, inputs: np.ndarray) -> np.ndarray:
@@ -61,7 +76,7 @@ def write_model_card(
     path: Path,
     name: str,
     labels: tuple[str, ...],
-    ok_label: str,
+    ok_label: str | None,
     spec: InputSpec,
     extra: dict[str, Any],
 ) -> ModelCard:

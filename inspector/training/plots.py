@@ -14,14 +14,16 @@ from inspector.training.trainer import EpochRecord
 
 
 def plot_curves(history: Sequence[EpochRecord], path: Path, best_epoch: int) -> None:
+    """Epoch 0 is the probe; then the fine-tuning epochs. The kept model is marked."""
     epochs = [r.epoch for r in history]
     figure, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for part, style in (("train", "-o"), ("val", "-s"), ("test", "--^")):
+    for part, style in (("train", "-o"), ("val", "-s")):
         accuracy.plot(epochs, [getattr(r, f"{part}_accuracy") for r in history], style, label=part)
         loss.plot(epochs, [getattr(r, f"{part}_loss") for r in history], style, label=part)
+    kept = "probe" if best_epoch == 0 else f"epoch {best_epoch}"
     for axis, title in ((accuracy, "accuracy"), (loss, "loss")):
-        axis.axvline(best_epoch, color="gray", linestyle=":", label=f"best (epoch {best_epoch})")
-        axis.set_xlabel("epoch")
+        axis.axvline(best_epoch, color="gray", linestyle=":", label=f"kept ({kept})")
+        axis.set_xlabel("fine-tuning epoch (0 = the probe)")
         axis.set_title(title)
         axis.grid(alpha=0.3)
         axis.legend()

@@ -1,9 +1,14 @@
-"""Fine-tuning: a head-only warm-up, then the whole network at a lower learning rate.
+"""LP-FT: a linear probe on cached features, then the whole network fine-tuned from it.
 
-Images are decoded and resized once into memory; augmentation (flips, 90-degree
-turns, brightness/contrast, small shifts: what a surface texture tolerates)
-runs per batch in NumPy/OpenCV; tensors are made by the daemon's own
-TileNormalizer, so training sees exactly the preprocessing the line will apply.
+1. Every image is decoded once (:mod:`features`); the frozen body runs once per
+   image plus a few augmented views, and the head is fitted to convergence on
+   those features (:mod:`probe`), its weight decay chosen by validation.
+2. The whole network is fine-tuned from that head at a low learning rate, decayed
+   layer by layer towards the input, BatchNorm statistics kept as pretrained (the
+   probe's features stay valid: the first epoch does not undo what the head learned).
+3. The probe and every fine-tuning epoch are scored on validation; the best wins.
+
+A wall-time budget stops fine-tuning (mid-epoch if need be) with the best model so far.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -24,50 +28,66 @@ from torch import nn
 
 from inspector.engines.card import InputSpec
 from inspector.engines.normalize import TileNormalizer
+from inspector.training import features as feats
 from inspector.training.backbones import Backbone
-from inspector.training.datasets import Dataset, Sample, read_image, resize_to
+from inspector.training.datasets import Dataset, Sample
+from inspector.training.probe import ProbeResult, fit_probe
 
-Images = npt.NDArray[np.uint8]
+Labels = npt.NDArray[np.intp]
+HEAD_LR = 0.1  # the head's fine-tuning rate, relative to --lr
 
 
 @dataclass
 class TrainOptions:
     backbone: str = "efficientnet_lite0"
     weights: Path | None = None
-    epochs: int = 24
-    warmup_epochs: int = 1
+    epochs: int = 6  # fine-tuning epochs after the probe; 0 = the probe only
     batch_size: int = 32
-    head_lr: float = 1e-3
-    lr: float = 5e-4  # the whole network, after the warm-up
-    weight_decay: float = 1e-2
-    image_size: int = 300  # ELPV cells are 300 px: cracks are thin, keep every pixel
-    patience: int = 6
+    lr: float = 1e-4  # head and last stage; each earlier stage gets layer_decay times less
+    layer_decay: float = 0.85
+    weight_decay: float = 1e-4
+    image_size: int = 224
+    views: int = 1  # augmented views per training image for the probe's features
+    budget_min: float | None = None  # wall time from the start; fine-tuning stops there
     seed: int = 0
     limit: int | None = None  # at most this many images per class and part (quick runs)
     device: str = "auto"
     threads: int = 0
+    bf16: bool = False  # autocast; measured slower on a CPU without bf16 units
+    channels_last: bool = False
 
 
 @dataclass
 class EpochRecord:
-    epoch: int
-    phase: str
+    epoch: int  # 0 is the probe
+    phase: str  # "probe" or "finetune"
     lr: float
     seconds: float
     train_loss: float
     train_accuracy: float
     val_loss: float
     val_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    batches: int = 0  # fine-tuning batches run (fewer than an epoch's when the budget ran out)
 
 
 @dataclass
 class TrainState:
-    next_epoch: int = 0
-    best_epoch: int = -1
+    next_epoch: int = 1
+    best_epoch: int = -1  # 0: the probe
     best_val: tuple[float, float] = (-1.0, math.inf)  # (accuracy, loss)
     history: list[EpochRecord] = field(default_factory=list)
+    probe: dict[str, Any] = field(default_factory=dict)  # weight decay, grid, test figures
+    stopped_by_budget: bool = False
+
+
+@dataclass
+class Parts:
+    """Decoded images and labels per split, shared by every backbone tried."""
+
+    images: dict[str, feats.Images]
+    labels: dict[str, Labels]
+    paths: dict[str, list[str]]
+    seconds: float
 
 
 def limit_samples(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
@@ -82,34 +102,20 @@ def limit_samples(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
     return chosen
 
 
-def load_images(samples: Sequence[Sample], size: int, progress: Callable[..., Any]) -> Images:
-    images = np.empty((len(samples), size, size, 3), np.uint8)
-    for index, sample in enumerate(progress(samples, desc="decode", unit="img", leave=False)):
-        image = read_image(sample.path, "rgb")
-        images[index] = resize_to(image, size, size)
-    return images
+def decode_parts(
+    dataset: Dataset, size: int, limit: int | None, progress: Callable[..., Any]
+) -> Parts:
+    started = time.perf_counter()
+    images, labels, paths = {}, {}, {}
+    for part in ("train", "val", "test"):
+        samples = limit_samples(dataset.part(part), limit)
+        images[part] = feats.decode_all(samples, size, progress, f"decode {part}")
+        labels[part] = np.array([s.label for s in samples], np.intp)
+        paths[part] = [str(s.path.resolve()) for s in samples]
+    return Parts(images, labels, paths, time.perf_counter() - started)
 
 
-def augment(images: Images, rng: np.random.Generator) -> Images:
-    out = np.empty_like(images)
-    size = images.shape[1]
-    for index, image in enumerate(images):
-        image = np.rot90(image, int(rng.integers(4)))
-        if rng.random() < 0.5:
-            image = image[:, ::-1]
-        if rng.random() < 0.5:
-            image = image[::-1]
-        shift = rng.uniform(-0.06, 0.06, 2) * size
-        matrix = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float32)
-        image = cv2.warpAffine(
-            np.ascontiguousarray(image), matrix, (size, size), borderMode=cv2.BORDER_REFLECT
-        )
-        contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
-        out[index] = np.clip(image.astype(np.float32) * contrast + brightness, 0, 255)
-    return out
-
-
-def class_weights(labels: npt.NDArray[np.intp], classes: int) -> torch.Tensor:
+def class_weights(labels: Labels, classes: int) -> torch.Tensor:
     """Inverse frequency, mean 1: a rare defect class counts as much as the common ok class."""
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     weights = counts.sum() / (classes * np.maximum(counts, 1))
@@ -120,17 +126,17 @@ class Trainer:
     def __init__(
         self,
         backbone: Backbone,
-        dataset: Dataset,
+        parts: Parts,
+        classes: int,
         options: TrainOptions,
         checkpoint: Path,
         progress: Callable[..., Any],
+        deadline: float | None = None,  # time.monotonic() at which fine-tuning must stop
+        cache_root: Path | None = None,  # feature cache folder (None: no cache)
     ) -> None:
-        self.backbone = backbone
-        self.model = backbone.model
-        self.dataset = dataset
-        self.options = options
-        self.checkpoint = checkpoint
-        self.progress = progress
+        self.backbone, self.model, self.parts = backbone, backbone.model, parts
+        self.options, self.checkpoint, self.progress = options, checkpoint, progress
+        self.deadline = deadline
         if options.threads:
             torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
@@ -140,146 +146,273 @@ class Trainer:
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(wanted)
         self.model.to(self.device)
-        spec = InputSpec(
-            name="input",
-            height=options.image_size,
-            width=options.image_size,
-            color="rgb",
-            scale=255.0,
-            mean=backbone.mean,
-            std=backbone.std,
-        )
-        self.input_spec = spec
-        self.normalizer = TileNormalizer(spec)
-        self.parts: dict[str, tuple[Images, npt.NDArray[np.intp]]] = {}
-        for part in ("train", "val", "test"):
-            samples = limit_samples(dataset.part(part), options.limit)
-            images = load_images(samples, options.image_size, progress)
-            self.parts[part] = (images, np.array([s.label for s in samples], np.intp))
-        train_labels = self.parts["train"][1]
-        self.loss = nn.CrossEntropyLoss(
-            weight=class_weights(train_labels, len(dataset.labels)).to(self.device)
-        )
+        if options.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.input_spec = InputSpec(
+            name="input", height=options.image_size, width=options.image_size, color="rgb",
+            scale=255.0, mean=backbone.mean, std=backbone.std,
+        )  # fmt: skip
+        self.normalizer = TileNormalizer(self.input_spec)
+        weights = class_weights(parts.labels["train"], classes).to(self.device)
+        self.loss = nn.CrossEntropyLoss(weight=weights)
+        weights_file = options.weights or Path(backbone.name)
+        stamp = weights_file.stat() if weights_file.is_file() else None
+        self.cache = feats.FeatureCache(
+            cache_root,
+            [backbone.name, str(weights_file), str(stamp and (stamp.st_size, stamp.st_mtime)),
+             str(options.image_size), f"bf16={options.bf16}", torch.__version__],
+        )  # fmt: skip
         self.state = TrainState()
-        self._optimizer: torch.optim.Optimizer | None = None
-        self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.probe_result: ProbeResult | None = None
         self._best_weights: dict[str, torch.Tensor] | None = None
+        self._probe_head: dict[str, torch.Tensor] | None = None
+        self._image_seconds = 0.0  # one forward pass per image, measured on the features
+        self._planned: int | None = None  # the cosine schedule's length in epochs
+        self._optimizer_state: dict[str, Any] | None = None
 
-    # -- phases -------------------------------------------------------------------------
+    # -- the probe ----------------------------------------------------------------------
 
-    def _steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.parts["train"][1]) / self.options.batch_size))
+    def _features(self, part: str, view: int) -> feats.Features:
+        """One part's features (view 0: as decoded; view k: augmented by the seed and k,
+        so a view is the same whichever views came before it or were cached)."""
+        paths = self.parts.paths[part]
+        cached = self.cache.load(paths, view)
+        if cached is not None:
+            self._image_seconds = self._image_seconds or cached[1]
+            return cached[0]
+        started = time.perf_counter()
+        images = self.parts.images[part]
+        if view:
+            images = feats.augment(images, np.random.default_rng([self.options.seed, view]))
+        name = f"features {part}" + (f" view {view}/{self.options.views}" if view else "")
+        x = self._extract(images, name)
+        seconds = (time.perf_counter() - started) / max(len(images), 1)
+        self._image_seconds = seconds if len(images) >= 32 else self._image_seconds or seconds
+        self.cache.save(paths, view, x, seconds)
+        return x
 
-    def _configure(self, phase: str) -> None:
-        head_only = phase == "head"
-        for parameter in self.model.parameters():
-            parameter.requires_grad = not head_only
-        for parameter in self.backbone.head.parameters():
-            parameter.requires_grad = True
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        lr = self.options.head_lr if head_only else self.options.lr
-        self._optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.options.weight_decay)
-        epochs = (
-            self.options.warmup_epochs
-            if head_only
-            else max(1, self.options.epochs - self.options.warmup_epochs)
+    def _extract(self, images: feats.Images, desc: str) -> feats.Features:
+        # Forward passes run channels_last: measured 1.3-1.4x faster than contiguous on
+        # this CPU (benchmarks/train_speed.py); training steps showed no such gain, so the
+        # model goes back to --channels-last's choice afterwards.
+        body = self.backbone.body
+        body.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        try:
+            return feats.extract(
+                body, images, self.normalizer, self.device, channels_last=True,
+                bf16=self.options.bf16, progress=self.progress, desc=desc,
+            )  # fmt: skip
+        finally:
+            if not self.options.channels_last:
+                body.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+    def probe(self) -> ProbeResult:
+        started = time.perf_counter()
+        train_images, train_labels = self.parts.images["train"], self.parts.labels["train"]
+        # Augmented views may use at most half of the budget left: fine-tuning needs the rest.
+        end = None if self.deadline is None else (time.monotonic() + self.deadline) / 2
+        parts = [self._features("train", 0)]
+        for view in range(1, self.options.views + 1):
+            estimate = self._image_seconds * len(train_images)
+            if end is not None and time.monotonic() + estimate > end:
+                self._say(f"probe: {view - 1} of {self.options.views} augmented views fit "
+                          "the budget")  # fmt: skip
+                break
+            parts.append(self._features("train", view))
+        views = len(parts) - 1
+        train_x = np.concatenate(parts)
+        train_y = np.tile(train_labels, views + 1)
+        val_x, test_x = self._features("val", 0), self._features("test", 0)
+        loss = self.loss.cpu()
+        result = fit_probe(
+            lambda: _head_like(self.backbone.head), (train_x, train_y),
+            (val_x, self.parts.labels["val"]), loss, seed=self.options.seed,
+        )  # fmt: skip
+        self.loss.to(self.device)
+        self.backbone.head.load_state_dict(result.head.state_dict())
+        self.probe_result = result
+        head = self.backbone.head.cpu()
+        train_accuracy, train_loss = _score(head, train_x, train_y, loss)
+        test_accuracy, test_loss = _score(head, test_x, self.parts.labels["test"], loss)
+        self.backbone.head.to(self.device)
+        self.state.probe = {
+            "weight_decay": result.weight_decay, "grid": result.grid, "views": views,
+            "features": self.backbone.features, "fit_seconds": round(result.seconds, 2),
+            "seconds": round(time.perf_counter() - started, 1),
+            "val_accuracy": round(result.val_accuracy, 4), "val_loss": round(result.val_loss, 4),
+            "test_accuracy": round(test_accuracy, 4), "test_loss": round(test_loss, 4),
+        }  # fmt: skip
+        record = EpochRecord(
+            0, "probe", 0.0, self.state.probe["seconds"], round(train_loss, 4),
+            round(train_accuracy, 4), round(result.val_loss, 4), round(result.val_accuracy, 4),
+        )  # fmt: skip
+        self.state.history.append(record)
+        self._say(
+            f"probe: weight decay {result.weight_decay:g} | val acc {result.val_accuracy:.4f} "
+            f"loss {result.val_loss:.4f} | {len(train_x)} train features ({views} augmented "
+            f"views), {record.seconds:.0f} s"
         )
-        self._scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self._optimizer, T_max=epochs * self._steps_per_epoch()
-        )
+        self._probe_head = _copy(self.backbone.head.state_dict())
+        self._consider(0, result.val_accuracy, result.val_loss)
+        return result
 
-    def _phase(self, epoch: int) -> str:
-        return "head" if epoch < self.options.warmup_epochs else "full"
+    # -- fine-tuning --------------------------------------------------------------------
 
-    # -- loops --------------------------------------------------------------------------
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Layer-wise decay: the head and the last stage at ``lr``, each stage before it
+        ``layer_decay`` times less (early filters are generic; they need little change)."""
+        # The head starts converged (the probe): a tenth of the rate keeps Adam's
+        # normalised steps from jolting it while the body adapts beneath it.
+        head_lr = self.options.lr * HEAD_LR
+        groups: list[dict[str, Any]] = [{"params": list(self.backbone.head.parameters()),
+                                         "lr": head_lr}]  # fmt: skip
+        seen = {id(p) for p in groups[0]["params"]}
+        stages = self.backbone.stages
+        for depth, stage in enumerate(reversed(stages)):
+            params = [p for p in stage.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            if params:
+                lr = self.options.lr * self.options.layer_decay**depth
+                groups.append({"params": params, "lr": lr})
+        rest = [p for p in self.model.parameters() if id(p) not in seen]
+        if rest:
+            groups.append({"params": rest, "lr": self.options.lr})
+        for group in groups:
+            group["initial_lr"] = group["lr"]
+        return torch.optim.AdamW(groups, weight_decay=self.options.weight_decay)
 
-    def _tensor(self, images: Images) -> torch.Tensor:
-        buffer = np.empty((len(images), *self.normalizer.shape), np.float32)
-        return torch.from_numpy(self.normalizer.normalize(images, out=buffer)).to(self.device)
+    def _planned_epochs(self) -> int:
+        """Epochs that fit the budget, estimated from the probe's per-image time (a
+        training step costs about three forward passes), so the cosine schedule ends
+        when the budget does rather than being cut off high."""
+        epochs = self.options.epochs
+        if self.deadline is None or not self._image_seconds:
+            return epochs
+        per_epoch = self._image_seconds * (3 * len(self.parts.labels["train"])
+                                           + len(self.parts.labels["val"]))  # fmt: skip
+        left = self.deadline - time.monotonic()
+        return max(1, min(epochs, int(left / per_epoch)))
 
-    def _train_epoch(self, epoch: int, phase: str) -> tuple[float, float]:
-        assert self._optimizer is not None and self._scheduler is not None
-        images, labels = self.parts["train"]
-        self.model.train()
-        if phase == "head":
-            self.model.eval()  # keep the pretrained BatchNorm statistics while they are frozen
-            self.backbone.head.train()
-        order = self.rng.permutation(len(labels))
-        total_loss, correct = 0.0, 0
-        batches = range(0, len(order), self.options.batch_size)
-        bar = self.progress(batches, desc=f"epoch {epoch + 1} {phase}", unit="batch", leave=False)
-        for start in bar:
-            chosen = order[start : start + self.options.batch_size]
-            inputs = self._tensor(augment(images[chosen], self.rng))
-            targets = torch.from_numpy(labels[chosen]).to(self.device)
-            logits = self.model(inputs)
-            loss = self.loss(logits, targets)
-            self._optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._optimizer.step()
-            self._scheduler.step()
-            total_loss += float(loss) * len(chosen)
-            correct += int((logits.argmax(1) == targets).sum())
-        return total_loss / len(labels), correct / len(labels)
+    def _set_lr(self, optimizer: torch.optim.Optimizer, step: int, total: int) -> float:
+        factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        return float(optimizer.param_groups[0]["lr"])
+
+    def _out_of_time(self, reserve: float = 0.0) -> bool:
+        return self.deadline is not None and time.monotonic() + reserve >= self.deadline
+
+    def finetune(self) -> None:
+        if self.options.epochs <= 0 or self.state.next_epoch > self.options.epochs:
+            return
+        if self._planned is None:
+            self._planned = self._planned_epochs()
+        planned = self._planned
+        images, labels = self.parts.images["train"], self.parts.labels["train"]
+        steps = math.ceil(len(labels) / self.options.batch_size)
+        optimizer = self._optimizer()
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+        val_reserve = self._image_seconds * len(self.parts.labels["val"]) * 1.5
+        for epoch in range(self.state.next_epoch, self.options.epochs + 1):
+            if self._out_of_time(val_reserve):
+                self.state.stopped_by_budget = True
+                break
+            started = time.perf_counter()
+            # Eval mode throughout: BatchNorm keeps its pretrained statistics, so the
+            # features the probe was fitted on do not shift under the head.
+            self.model.eval()
+            order = self.rng.permutation(len(labels))
+            total_loss, correct, seen, batches = 0.0, 0, 0, 0
+            bar = self.progress(range(steps), desc=f"fine-tune {epoch}", unit="batch", leave=False)
+            lr = 0.0
+            for step in bar:
+                if self._out_of_time(val_reserve):
+                    self.state.stopped_by_budget = True
+                    break
+                lr = self._set_lr(optimizer, (epoch - 1) * steps + step, planned * steps)
+                chosen = order[
+                    step * self.options.batch_size : (step + 1) * self.options.batch_size
+                ]
+                inputs = feats.to_tensor(
+                    feats.augment(images[chosen], self.rng), self.normalizer, self.device,
+                    self.options.channels_last,
+                )  # fmt: skip
+                targets = torch.from_numpy(labels[chosen]).to(self.device)
+                with feats.autocast(self.device, self.options.bf16):
+                    logits = self.model(inputs)
+                loss = self.loss(logits.float(), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(chosen)
+                correct += int((logits.argmax(1) == targets).sum())
+                seen, batches = seen + len(chosen), batches + 1
+            if not batches:
+                break
+            val_accuracy, val_loss = self.evaluate("val")
+            record = EpochRecord(
+                epoch, "finetune", lr, round(time.perf_counter() - started, 1),
+                round(total_loss / seen, 4), round(correct / seen, 4), round(val_loss, 4),
+                round(val_accuracy, 4), batches,
+            )  # fmt: skip
+            self.state.history.append(record)
+            partial = f" ({batches}/{steps} batches: budget)" if batches < steps else ""
+            self._say(
+                f"fine-tune {epoch}: loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}"
+                f" | val acc {val_accuracy:.4f} loss {val_loss:.4f} | {record.seconds:.0f} s"
+                f"{partial}"
+            )
+            self._consider(epoch, val_accuracy, val_loss)
+            self.state.next_epoch = epoch + 1
+            self._optimizer_state = optimizer.state_dict()
+            self._save_checkpoint()
+            if self.state.stopped_by_budget:
+                break
+        if self.state.stopped_by_budget:
+            self._say("stopped at the --budget-min wall time with the best model so far")
+
+    def _consider(self, epoch: int, accuracy: float, loss: float) -> None:
+        # Accuracy first (what the line is judged on); the lower loss breaks a tie.
+        if (accuracy, -loss) > (self.state.best_val[0], -self.state.best_val[1]):
+            self.state.best_val = (accuracy, loss)
+            self.state.best_epoch = epoch
+            self._best_weights = _copy(self.model.state_dict())
 
     @torch.no_grad()
     def evaluate(self, part: str) -> tuple[float, float]:
-        images, labels = self.parts[part]
+        """(accuracy, loss) of the current model on a part, in PyTorch."""
+        images, labels = self.parts.images[part], self.parts.labels[part]
         if len(labels) == 0:
             return math.nan, math.nan
-        self.model.eval()
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(labels), 64):
-            inputs = self._tensor(images[start : start + 64])
-            targets = torch.from_numpy(labels[start : start + 64]).to(self.device)
-            logits = self.model(inputs)
-            total_loss += float(self.loss(logits, targets)) * len(targets)
-            correct += int((logits.argmax(1) == targets).sum())
-        return total_loss / len(labels), correct / len(labels)
+        x = self._extract(images, f"evaluate {part}")
+        head = self.backbone.head
+        logits = head(torch.from_numpy(x).to(self.device)).float()
+        targets = torch.from_numpy(labels).to(self.device)
+        accuracy = float((logits.argmax(1) == targets).float().mean())
+        return accuracy, float(self.loss(logits, targets))
 
     def fit(self, resume: bool = False) -> TrainState:
+        """The probe (unless a checkpoint holds it), fine-tuning, then the best weights."""
         if resume and self.checkpoint.exists():
             self._load_checkpoint()
-        stale = 0
-        for epoch in range(self.state.next_epoch, self.options.epochs):
-            phase = self._phase(epoch)
-            if self._optimizer is None or epoch == self.options.warmup_epochs:
-                self._configure(phase)
-            started = time.perf_counter()
-            train_loss, train_accuracy = self._train_epoch(epoch, phase)
-            val_loss, val_accuracy = self.evaluate("val")
-            test_loss, test_accuracy = self.evaluate("test")
-            assert self._optimizer is not None
-            record = EpochRecord(
-                epoch + 1, phase, float(self._optimizer.param_groups[0]["lr"]),
-                round(time.perf_counter() - started, 1), round(train_loss, 4),
-                round(train_accuracy, 4), round(val_loss, 4), round(val_accuracy, 4),
-                round(test_loss, 4), round(test_accuracy, 4),
-            )  # fmt: skip
-            self.state.history.append(record)
-            self._say(
-                f"epoch {record.epoch:>2} {phase:<4} loss {train_loss:.4f} acc {train_accuracy:.4f}"
-                f" | val loss {val_loss:.4f} acc {val_accuracy:.4f} | {record.seconds:.0f} s"
-            )
-            # Selected on validation LOSS: with a few hundred validation images, accuracy moves
-            # in steps of half a point and a lucky early epoch would stop training too soon.
-            if (-val_loss, val_accuracy) > (-self.state.best_val[1], self.state.best_val[0]):
-                self.state.best_val = (val_accuracy, val_loss)
-                self.state.best_epoch = epoch + 1
-                self._best_weights = {
-                    k: v.detach().clone() for k, v in self.model.state_dict().items()
-                }
-                stale = 0
-            else:
-                stale += 1
-            self.state.next_epoch = epoch + 1
+        if self._probe_head is None:
+            self.probe()
             self._save_checkpoint()
-            if stale >= self.options.patience and phase == "full":
-                self._say(f"early stop: no lower validation loss for {stale} epochs")
-                break
+        self.finetune()
+        self.use_best()
+        return self.state
+
+    def use_best(self) -> None:
         if self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)
-        return self.state
+
+    def finetuned_test(self) -> tuple[float, float] | None:
+        """Test (accuracy, loss) of the best fine-tuned epoch, for the side-by-side
+        report; None when fine-tuning did not run or the probe won."""
+        if self.state.best_epoch <= 0:
+            return None
+        return self.evaluate("test")
 
     def _say(self, message: str) -> None:
         # tqdm's write keeps progress bars intact; stderr keeps stdout for results.
@@ -288,22 +421,19 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        assert self._optimizer is not None and self._scheduler is not None
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.checkpoint.with_suffix(".tmp")
         torch.save(
             {
                 "options": {k: str(v) for k, v in asdict(self.options).items()},
+                "backbone": self.backbone.name,
                 "model": self.model.state_dict(),
                 "best": self._best_weights,
-                "optimizer": self._optimizer.state_dict(),
-                "scheduler": self._scheduler.state_dict(),
-                "state": {
-                    "next_epoch": self.state.next_epoch,
-                    "best_epoch": self.state.best_epoch,
-                    "best_val": list(self.state.best_val),
-                    "history": [asdict(r) for r in self.state.history],
-                },
+                "probe_head": self._probe_head,
+                "optimizer": self._optimizer_state,
+                "planned": self._planned,
+                "image_seconds": self._image_seconds,
+                "state": {**asdict(self.state), "history": [asdict(r) for r in self.state.history]},
                 "rng": self.rng.bit_generator.state,
             },
             temporary,
@@ -312,19 +442,41 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         data = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if data.get("backbone") != self.backbone.name:
+            self._say(f"{self.checkpoint}: another backbone's checkpoint; starting afresh")
+            return
         self.model.load_state_dict(data["model"])
-        self._best_weights = data["best"]
+        self._best_weights, self._probe_head = data["best"], data["probe_head"]
+        self._optimizer_state, self._planned = data["optimizer"], data["planned"]
+        if self._planned is not None and self.options.epochs > self._planned:
+            self._planned = self.options.epochs  # resumed for more epochs: a longer schedule
+        self._image_seconds = data["image_seconds"]
         state = data["state"]
-        self.state = TrainState(
-            next_epoch=state["next_epoch"],
-            best_epoch=state["best_epoch"],
-            best_val=(state["best_val"][0], state["best_val"][1]),
-            history=[EpochRecord(**r) for r in state["history"]],
-        )
-        self._configure(self._phase(self.state.next_epoch))
-        assert self._optimizer is not None and self._scheduler is not None
-        if self._phase(self.state.next_epoch) == self._phase(max(self.state.next_epoch - 1, 0)):
-            self._optimizer.load_state_dict(data["optimizer"])
-            self._scheduler.load_state_dict(data["scheduler"])
+        state["history"] = [EpochRecord(**r) for r in state["history"]]
+        state["best_val"] = tuple(state["best_val"])
+        self.state = TrainState(**state)
+        self.state.stopped_by_budget = False
         self.rng.bit_generator.state = data["rng"]
-        self._say(f"resumed from {self.checkpoint} at epoch {self.state.next_epoch + 1}")
+        self._say(f"resumed from {self.checkpoint} at fine-tuning epoch {self.state.next_epoch}")
+
+
+def _head_like(head: nn.Module) -> nn.Module:
+    """A fresh, randomly initialised copy of the head's architecture, on the CPU."""
+    import copy
+
+    fresh = copy.deepcopy(head).cpu()
+    for module in fresh.modules():
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
+    return fresh
+
+
+def _score(head: nn.Module, x: feats.Features, y: Labels, loss: nn.Module) -> tuple[float, float]:
+    with torch.no_grad():
+        logits = head(torch.from_numpy(x))
+        targets = torch.from_numpy(np.asarray(y, np.intp))
+        return float((logits.argmax(1) == targets).float().mean()), float(loss(logits, targets))
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
