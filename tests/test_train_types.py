@@ -150,6 +150,10 @@ port = {mosquitto.port}
         for defect in event["defects"]:
             limit = data_card["thresholds"][defect["class"]]
             assert defect["score"] >= limit
+    # evaluate reads the card: a type classifier is scored on the types-only folder.
+    scored = inspector("evaluate", str(model), str(data), "--json")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert 0.0 <= json.loads(scored.stdout)["accuracy"] <= 1.0
 
 
 def type_card(**changes: Any) -> dict[str, Any]:

@@ -49,10 +49,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from inspector.engines.card import card_path, read_card
     from inspector.training.datasets import load_dataset
     from inspector.training.evaluate import evaluate_model
 
-    dataset = load_dataset(args.data, seed=args.seed, ok_label=args.ok_label)
+    # A type classifier (card without an ok class) is scored on defect types only.
+    types_only = not read_card(card_path(args.model)).has_ok
+    dataset = load_dataset(args.data, seed=args.seed, ok_label=args.ok_label, types_only=types_only)
     report = evaluate_model(
         args.model,
         dataset,

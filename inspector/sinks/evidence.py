@@ -148,10 +148,10 @@ class EvidenceSink:
             size = (self.tile_px, self.tile_px)  # what the model saw, at its input size
             tile_image = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
             jpeg = encode_jpeg(tile_image, 95)
-            # Below its threshold the model called it ok: that is the label it proposes.
-            label = (
-                tile.label if tile.score >= tile.threshold else self.rule.labels[self.rule.ok_index]
-            )
+            # Below its threshold the model called it ok: that is the label it proposes. A
+            # type classifier has no ok class: it proposes its best class for a person to check.
+            below = tile.score < tile.threshold and self.rule.has_ok
+            label = self.rule.labels[self.rule.ok_index] if below else tile.label
             stored = self.store.add_uncertain(
                 result.event_id, result.frame.camera_id, result.frame.frame_id,
                 result.frame.captured_at, tile.index, label, tile.score, jpeg,
