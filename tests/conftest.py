@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from mqtt_helpers import Broker, Collector, free_port
+from verdict_helpers import VerdictSubscriber
 
 # --- MQTT: a real mosquitto on loopback (tests/mqtt_helpers.py) --------------------------------
 
@@ -44,3 +45,19 @@ def unused_port() -> int:
 
 
 # --- end MQTT ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def verdict_subscriber(mosquitto: Broker) -> Iterator[Callable[[str], VerdictSubscriber]]:
+    """Subscribers to a line's verdicts (``line/<line>/verdicts/#``), closed after the test."""
+    subscribers: list[VerdictSubscriber] = []
+
+    def make(line: str) -> VerdictSubscriber:
+        mosquitto.start()
+        subscriber = VerdictSubscriber(mosquitto.host, mosquitto.port, line)
+        subscribers.append(subscriber)
+        return subscriber
+
+    yield make
+    for subscriber in subscribers:
+        subscriber.close()

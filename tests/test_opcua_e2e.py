@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from verdict_helpers import (
     FRAMES,
     TILE,
     TRUTH,
-    VerdictSubscriber,
     run_daemon,
     start_daemon,
     write_config,
@@ -103,23 +101,8 @@ def looping_line(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture()
-def verdicts(mosquitto: Any) -> Iterator[Any]:
-    subscribers: list[VerdictSubscriber] = []
-
-    def make(line: str) -> VerdictSubscriber:
-        mosquitto.start()
-        subscriber = VerdictSubscriber(mosquitto.host, mosquitto.port, line)
-        subscribers.append(subscriber)
-        return subscriber
-
-    yield make
-    for subscriber in subscribers:
-        subscriber.close()
-
-
 def test_the_nodes_hold_the_last_verdict_and_counts_and_online_ends_false(
-    looping_line: Path, mosquitto: Any, verdicts: Any
+    looping_line: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     port, metrics_port = free_port(), free_port()
     cameras = (
@@ -127,7 +110,7 @@ def test_the_nodes_hold_the_last_verdict_and_counts_and_online_ends_false(
     )
     extra = opcua_section(port) + f"[metrics]\nport = {metrics_port}\n"
     line = write_config(looping_line, mosquitto.port, cameras, extra)
-    stream = verdicts(line)
+    stream = verdict_subscriber(line)
     daemon = start_daemon(looping_line)
     online = OnlineWatch()
 
@@ -195,7 +178,7 @@ def test_the_nodes_hold_the_last_verdict_and_counts_and_online_ends_false(
 
 
 def test_anonymous_and_wrong_passwords_are_refused(
-    looping_line: Path, mosquitto: Any, verdicts: Any
+    looping_line: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     port = free_port()
     cameras = '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\nrealtime = true\nloop = true\n'
@@ -230,7 +213,7 @@ def test_anonymous_and_wrong_passwords_are_refused(
 
 
 def test_a_plc_that_disconnects_or_misbehaves_changes_nothing(
-    tmp_path: Path, mosquitto: Any, verdicts: Any
+    tmp_path: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     build_color_model(tmp_path / "m.onnx", size=TILE)
     frames = 3 * FRAMES
@@ -238,7 +221,7 @@ def test_a_plc_that_disconnects_or_misbehaves_changes_nothing(
     port = free_port()
     cameras = '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\nrealtime = true\n'
     line = write_config(tmp_path, mosquitto.port, cameras, opcua_section(port))
-    stream = verdicts(line)
+    stream = verdict_subscriber(line)
     daemon = start_daemon(tmp_path)
 
     async def misbehave() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from verdict_helpers import (
     ROWS,
     TILE,
     TRUTH,
-    VerdictSubscriber,
     first_verdicts,
     run_daemon,
     stamp,
@@ -41,30 +39,15 @@ def line_setup(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture()
-def subscribe(mosquitto: Any) -> Iterator[Any]:
-    subscribers: list[VerdictSubscriber] = []
-
-    def make(line: str) -> VerdictSubscriber:
-        mosquitto.start()
-        subscriber = VerdictSubscriber(mosquitto.host, mosquitto.port, line)
-        subscribers.append(subscriber)
-        return subscriber
-
-    yield make
-    for subscriber in subscribers:
-        subscriber.close()
-
-
 def test_every_frame_gets_one_verdict_and_the_noks_are_the_truths_defects(
-    line_setup: Path, mosquitto: Any, subscribe: Any
+    line_setup: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     cameras = (
         '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\n'
         '[[cameras]]\nid = "cam1"\nsource = "line.mp4"\nroi_mask = "nothing.png"\n'
     )
     line = write_config(line_setup, mosquitto.port, cameras, "[verdicts]\nenabled = true\n")
-    verdicts = subscribe(line)
+    verdicts = verdict_subscriber(line)
 
     result = run_daemon(line_setup)
 
@@ -90,7 +73,7 @@ def test_every_frame_gets_one_verdict_and_the_noks_are_the_truths_defects(
 
 
 def test_a_slow_model_gets_late_verdicts_on_time_each_followed_by_its_real_one(
-    tmp_path: Path, mosquitto: Any, subscribe: Any
+    tmp_path: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     # ~100 ms a frame on one thread; the recording is read at once (lossless replay), so the
     # queue ages the frames behind the first one or two past a 250 ms deadline.
@@ -100,7 +83,7 @@ def test_a_slow_model_gets_late_verdicts_on_time_each_followed_by_its_real_one(
         tmp_path, mosquitto.port, '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\n',
         '[verdicts]\nenabled = true\ndeadline_ms = 250\non_late = "pass"\n',
     )  # fmt: skip
-    verdicts = subscribe(line)
+    verdicts = verdict_subscriber(line)
 
     result = run_daemon(tmp_path)
 
@@ -132,7 +115,7 @@ def test_a_slow_model_gets_late_verdicts_on_time_each_followed_by_its_real_one(
 
 
 def test_frames_a_live_queue_drops_get_late_verdicts(
-    tmp_path: Path, mosquitto: Any, subscribe: Any
+    tmp_path: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     # Played at 40 fps into a one-frame drop_oldest queue, a ~100 ms model must drop frames.
     build_color_model(tmp_path / "m.onnx", size=TILE, busy_layers=3)
@@ -143,7 +126,7 @@ def test_frames_a_live_queue_drops_get_late_verdicts(
         'policy = "drop_oldest"\n',
         "[verdicts]\nenabled = true\ndeadline_ms = 500\n",
     )  # fmt: skip
-    verdicts = subscribe(line)
+    verdicts = verdict_subscriber(line)
 
     result = run_daemon(tmp_path)
 
@@ -164,7 +147,7 @@ def test_frames_a_live_queue_drops_get_late_verdicts(
 
 
 def test_inspector_watch_verdicts_prints_the_stream(
-    line_setup: Path, mosquitto: Any, subscribe: Any
+    line_setup: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
     line = write_config(
         line_setup, mosquitto.port, '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\n',
