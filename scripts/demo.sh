@@ -74,7 +74,7 @@ echo "    the operator's page: http://127.0.0.1:$ui_port/ (while the replay runs
 watch_pid=$!
 sleep 0.5
 
-step "inspector replay $recording (model $model)"
+step "replay of $recording by inspector replay (model $model)"
 status=0
 "$inspector" replay "$recording" --config config.toml --report reports/demo || status=$?
 step ""
