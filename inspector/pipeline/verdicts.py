@@ -191,12 +191,7 @@ class VerdictTracker:
             for part in parts:
                 outcome = part.outcome
                 if part.late_sent:
-                    if outcome is not None:  # its real verdict, after the late one
-                        if outcome.verdict is not None:
-                            messages.append(self._message(part, outcome, late=True))
-                        del self._index[_key(part.frame)]
-                    else:
-                        kept.append(part)
+                    self._after_late(part, messages, kept)
                     continue
                 if blocked:
                     kept.append(part)
@@ -214,12 +209,7 @@ class VerdictTracker:
                     messages.append(self._late(part, dropped=outcome is not None and
                                                outcome.verdict is None))  # fmt: skip
                     part.late_sent = True
-                    if outcome is not None:
-                        if outcome.verdict is not None:
-                            messages.append(self._message(part, outcome, late=True))
-                        del self._index[_key(part.frame)]
-                    else:
-                        kept.append(part)
+                    self._after_late(part, messages, kept)
                     continue
                 blocked = True  # waiting for its result, within its deadline
                 next_ns = min(next_ns, part.deadline_ns)
@@ -228,6 +218,17 @@ class VerdictTracker:
         self._next_wake_ns = next_ns
         self._dirty = False
         return messages
+
+    def _after_late(self, part: _Part, messages: list[dict[str, Any]], kept: deque[_Part]) -> None:
+        """A part whose late verdict is out: its real verdict once decided (none for a frame
+        that was dropped), and it leaves the tracker; until then it waits in ``kept``."""
+        outcome = part.outcome
+        if outcome is None:
+            kept.append(part)
+            return
+        if outcome.verdict is not None:
+            messages.append(self._message(part, outcome, late=True))
+        del self._index[_key(part.frame)]
 
     def _send(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:

@@ -17,6 +17,13 @@ _HOST = re.compile(
 )
 
 
+def checked_host(value: str) -> str:
+    """``value`` if it is a host name or an IP address (no port), else a ValueError."""
+    if not _HOST.fullmatch(value):
+        raise ValueError(f"must be a host name or an IP address, got {value!r}")
+    return value
+
+
 class TlsSettings(Section):
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -54,9 +61,7 @@ class MqttSettings(SinkSettings):
     def _a_host_name(cls, value: str) -> str:
         # An empty or malformed host never heals by retrying: a configuration error, not an
         # unreachable broker.
-        if not _HOST.fullmatch(value):
-            raise ValueError(f"must be a host name or an IP address, got {value!r}")
-        return value
+        return checked_host(value)
 
 
 class OutboxSettings(Section):

@@ -14,7 +14,6 @@ asyncua is imported only when the sink opens (extra ``[opcua]``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from inspector.errors import ConfigError
+from inspector.publishing.settings import checked_host
 from inspector.sections import SinkSettings, StateFolder
 from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric, Verdict
 from inspector.sinks.registry import SinkPlugin
@@ -29,10 +29,6 @@ from inspector.sinks.registry import SinkPlugin
 if TYPE_CHECKING:
     from inspector.config import Settings
     from inspector.sinks._opcua_server import OpcUaServer
-
-_HOST = re.compile(
-    r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
-)
 
 
 class OpcUaSettings(SinkSettings):
@@ -59,9 +55,7 @@ class OpcUaSettings(SinkSettings):
     @field_validator("host")
     @classmethod
     def _a_host_name(cls, value: str) -> str:
-        if not _HOST.fullmatch(value):
-            raise ValueError(f"must be a host name or an IP address, got {value!r}")
-        return value
+        return checked_host(value)
 
     @model_validator(mode="after")
     def _a_way_in(self) -> Self:
