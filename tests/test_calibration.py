@@ -130,3 +130,56 @@ def test_the_portable_target_is_symmetric_int8_as_tensorrt_requires(
     assert {t.data_type for t in signed} == {onnx.TensorProto.INT8}
     assert all(not onnx.numpy_helper.to_array(t).any() for t in signed)  # zero point 0
     assert load_model(out).model_extra["quantization"]["target"] == "portable"
+
+
+def _quantised_weights(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Conv node name -> its int8 weight values, for every Conv that reads Q/DQ weights."""
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    dequantized = {
+        node.output[0]: initializers[node.input[0]]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in initializers
+    }
+    return {
+        node.name: dequantized[node.input[1]]
+        for node in graph.node
+        if node.op_type == "Conv" and node.input[1] in dequantized
+    }
+
+
+def test_cpu_int8_uses_7_bit_weights_and_keeps_the_end_convolutions_float(
+    model_and_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Without VNNI (AVX2), x86 kernels sum pairs of u8 x s8 products in 16 bits, which
+    # overflow at full-range weights: 7-bit weights cannot.
+    _, data = model_and_data
+    model = tmp_path / "deep.onnx"
+    build_color_model(model, size=32, busy_layers=13)
+    convolutions = [n.name for n in onnx.load(str(model)).graph.node if n.op_type == "Conv"]
+    assert len(convolutions) >= 12
+    out = tmp_path / "deep-int8.onnx"
+    result = inspector(
+        "calibrate", "int8", str(model), "--images", str(data / "train"), "--out", str(out),
+        "--float-ends", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    weights = _quantised_weights(onnx.load(str(out)).graph)
+    assert weights, "no convolution was quantised"
+    # 255 * 64 * 2 = 32640: a pair of products still fits in 16 bits
+    assert all(np.abs(w.astype(int)).max() <= 64 for w in weights.values())
+    assert any(w.min() <= -60 or w.max() >= 60 for w in weights.values())  # the 7 bits used
+    quantization = load_model(out).model_extra["quantization"]  # type: ignore[index]
+    kept = quantization["float_convolutions"]
+    assert len(kept) == 4 and not set(kept) & set(weights)
+    assert len(weights) == len(convolutions) - 4
+    assert "7-bit" in quantization["weights"]
+
+
+def test_a_negative_float_ends_is_a_one_line_error(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    result = inspector(
+        "calibrate", "int8", str(model), "--images", str(data / "train"), "--float-ends", "-1"
+    )
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines()[-1].endswith("--float-ends must be >= 0, got -1")

@@ -12,12 +12,13 @@ from inspector.errors import ConfigError
 
 DESCRIPTION = """\
 Quantise MODEL.onnx to INT8 by static calibration: ONNX Runtime's quantiser writes
-a Q/DQ model (weights int8, symmetric, per channel; the Gemm/MatMul head stays float)
-and its card. Activations:
+a Q/DQ model (weights int8, symmetric, per channel; the Gemm/MatMul head and the
+first and last --float-ends convolutions stay float) and its card. Activations:
 --target cpu (default) quantises them unsigned and asymmetric, which ONNX Runtime
 runs about twice as fast as FP32 on x86; --target portable quantises them signed
 and symmetric, the form TensorRT builds (`inspector build-engine`) and ONNX Runtime
-also runs, but slower than FP32 on x86.
+also runs, but slower than FP32 on x86. On --target cpu the weights use 7 of their
+8 bits, so that CPUs without VNNI (AVX2) cannot overflow in the fast kernels.
 
 Calibration images: --images DIR (e.g. calibration/<line>/: tiles as the camera sees
 them), or the train part of --dataset. With --dataset the calibration method is
@@ -60,6 +61,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "symmetric signed activations, the form TensorRT builds (slower on ONNX Runtime)",
     )  # fmt: skip
     int8.add_argument("--count", type=int, default=256, help="calibration images to use")
+    int8.add_argument(
+        "--float-ends", type=int, metavar="N",
+        help="keep the first and the last N convolutions float (default 6): they carry "
+        "the full-resolution detail and the features the head reads",
+    )  # fmt: skip
     int8.add_argument("--out", type=Path, help="output (default: MODEL-int8.onnx)")
     int8.add_argument("--seed", type=int, default=0, help="dataset split seed (as in training)")
     int8.add_argument("--ok-label", help="the defect-free class of a folder dataset")
@@ -222,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate if dataset is not None else None,
         on_method=tried,
         target=args.target,
+        float_ends=args.float_ends,
     )
     summary: dict[str, Any] = {
         "model": str(args.model),
