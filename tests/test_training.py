@@ -130,3 +130,19 @@ def test_the_tuned_threshold_is_the_best_on_validation(trained: Path) -> None:
         return float(((probabilities[:, defect] >= t) == is_defect).mean())
 
     assert accuracy(threshold) == max(accuracy(t) for t in np.linspace(0.2, 0.8, 61))
+
+
+def test_the_rate_warms_up_then_decays_to_zero_when_the_budget_ends() -> None:
+    from inspector.training.trainer import rate_factor, schedule_progress
+
+    assert rate_factor(0.0, 0, 10) == pytest.approx(0.1)  # warm-up: 1/10 at the first step
+    assert rate_factor(0.0, 9, 10) == pytest.approx(1.0)
+    assert rate_factor(0.5, 50, 10) == pytest.approx(0.5)
+    assert rate_factor(1.0, 99, 10) == pytest.approx(0.0)
+    # No budget: by steps of all epochs.
+    assert schedule_progress(30, 60, 0.0, None, now=1e6) == pytest.approx(0.5)
+    # A budget: by wall time when that is further along, so the schedule ends with it...
+    assert schedule_progress(5, 600, 100.0, 200.0, now=150.0) == pytest.approx(0.5)
+    assert schedule_progress(5, 600, 100.0, 200.0, now=300.0) == 1.0
+    # ...and by steps when the epochs run out first: never at rate 0 with epochs to go.
+    assert schedule_progress(300, 600, 100.0, 10_000.0, now=101.0) == pytest.approx(0.5)
