@@ -67,7 +67,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--lr",
         type=float,
-        default=1e-4,
+        default=1e-5,
         help="fine-tuning learning rate of the head and the last stage",
     )
     parser.add_argument(
