@@ -235,14 +235,17 @@ def run(args: argparse.Namespace) -> int:
         "int8_model": str(result.path),
         "method": result.method,
         "target": args.target,
-        "calibration_images": len(paths),
+        # A histogram method may have read fewer (capped to fit in memory): the card says.
+        "calibration_images": result.card.model_extra["quantization"]["calibration_images"]
+        if result.card.model_extra
+        else len(paths),
         "validation_accuracy_by_method": result.tried,
     }
     if result.fp32 is not None and result.int8 is not None:
         summary["fp32_test_accuracy"] = result.fp32["accuracy"]
         summary["int8_test_accuracy"] = result.int8["accuracy"]
         summary["accuracy_change"] = round(result.int8["accuracy"] - result.fp32["accuracy"], 4)
-    line = f"{result.path}: INT8 ({result.method}) from {len(paths)} images"
+    line = f"{result.path}: INT8 ({result.method}) from {summary['calibration_images']} images"
     if "accuracy_change" in summary:
         line += (
             f"; test accuracy {summary['fp32_test_accuracy']:.4f} (FP32) -> "
