@@ -73,7 +73,8 @@ def pick(paths: Sequence[Path], count: int, seed: int) -> list[Path]:
 
 
 class TileReader:
-    """ONNX Runtime's ``CalibrationDataReader``: batches of normalised tiles, rewindable."""
+    """ONNX Runtime's ``CalibrationDataReader``: batches of normalised tiles, read again from
+    the start by each quantisation (:meth:`limited`)."""
 
     def __init__(self, paths: Sequence[Path], card: ModelCard) -> None:
         self._card = card
@@ -110,9 +111,6 @@ class TileReader:
             return None
         self._next += 1
         return {self._card.input.name: self._batches[self._next - 1]}
-
-    def rewind(self) -> None:
-        self._next = 0
 
     def __len__(self) -> int:
         """Images the current calibration reads."""
@@ -234,10 +232,10 @@ def end_convolutions(model: Path, count: int) -> list[str]:
 
     graph = onnx.load(str(model), load_external_data=False)
     convolutions = [node for node in graph.graph.node if node.op_type == "Conv"]
-    for index, node in enumerate(convolutions):
-        if not node.name:
-            node.name = f"inspector_conv_{index}"
-    if any(n.name.startswith("inspector_conv_") for n in convolutions):
+    unnamed = [node for node in convolutions if not node.name]
+    for index, node in enumerate(unnamed):
+        node.name = f"inspector_conv_{index}"
+    if unnamed:
         onnx.save(graph, str(model))
     count = min(count, len(convolutions) // 4)
     if count == 0:
