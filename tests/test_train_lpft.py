@@ -58,6 +58,8 @@ def test_probe_then_finetune_reports_both_and_exports_the_better(
     assert card["training"]["probe"]["val_accuracy"] == probe["val_accuracy"]
     assert card["metrics"]["test"]["probe_accuracy"] == probe["test_accuracy"]
     assert card["training"]["choices"]["image_size"]["why"] == "--image-size"
+    front = metrics["choices"]["frozen_front"]
+    assert front["value"] > 0 and "stride up to 8" in front["why"], front
     assert metrics["export_max_difference"] <= 1e-3
     # A successful run prints no warning (issue 18: nothing red on success).
     assert "Warning" not in stderr and "warn(" not in stderr, stderr[-2000:]

@@ -133,7 +133,7 @@ def test_the_tuned_threshold_is_the_best_on_validation(trained: Path) -> None:
 
 
 def test_the_rate_warms_up_then_decays_to_zero_when_the_budget_ends() -> None:
-    from inspector.training.trainer import rate_factor, schedule_progress
+    from inspector.training.schedule import rate_factor, schedule_progress
 
     assert rate_factor(0.0, 0, 10) == pytest.approx(0.1)  # warm-up: 1/10 at the first step
     assert rate_factor(0.0, 9, 10) == pytest.approx(1.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from inspector.training.state import TrainOptions
+
 DESCRIPTION = """\
 LP-FT transfer learning, in minutes on a CPU: every image is decoded once; the
 pretrained body runs once per image (plus a few augmented views) and a probe (the head
@@ -17,6 +19,7 @@ weights and surface augmentation are chosen for you; the card says what and why.
 Writes OUT.onnx (checked against ONNX Runtime), OUT.json (the card) and OUT-report/
 (metrics.json, curves.png, confusion.png). Needs the [train] extra (PyTorch)."""
 
+DEFAULTS = TrainOptions()  # one place for the defaults (this module loads no torch)
 BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
                     "resnet50", "auto")  # fmt: skip
 
@@ -53,7 +56,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--epochs",
         type=int,
-        default=6,
+        default=DEFAULTS.epochs,
         help="fine-tuning epochs after the probe (0: the probe only)",
     )
     parser.add_argument(
@@ -63,23 +66,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="wall-time budget in minutes; fine-tuning stops there with the "
         "best model so far (0: none). Export and evaluation come after it",
     )
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=DEFAULTS.batch_size)
     parser.add_argument(
         "--lr",
         type=float,
-        default=1e-5,
+        default=DEFAULTS.lr,
         help="fine-tuning learning rate of the head and the last stage",
     )
     parser.add_argument(
         "--layer-decay",
         type=float,
-        default=0.85,
+        default=DEFAULTS.layer_decay,
         help="each earlier stage's learning rate is this times the next's",
+    )
+    parser.add_argument(
+        "--frozen-stride",
+        type=int,
+        default=DEFAULTS.frozen_stride,
+        help="fine-tuning leaves the body's stages up to this output stride as pretrained, "
+        "runs them once per image and view and trains only the rest (0: the whole network)",
     )
     parser.add_argument(
         "--views",
         type=int,
-        default=1,
+        default=DEFAULTS.views,
         help="augmented views per training image in the probe's features",
     )
     parser.add_argument(
@@ -124,15 +134,15 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         from inspector.training.run import train
-        from inspector.training.trainer import TrainOptions
     except ImportError as exc:
         raise ModelError(
             f"training needs the [train] extra ({exc.name} is missing): "
             "pip install 'line-inspector[train]'"
         ) from None
-    for name in ("epochs", "views", "batch"):
+    for name in ("epochs", "views", "batch", "frozen_stride"):
         if getattr(args, name) < (1 if name == "batch" else 0):
-            raise ConfigError(f"--{name}: must be >= {1 if name == 'batch' else 0}")
+            flag = name.replace("_", "-")
+            raise ConfigError(f"--{flag}: must be >= {1 if name == 'batch' else 0}")
     if args.resume and args.backbone == "auto":
         raise ConfigError("--resume: give the backbone the first run chose, not auto")
     dataset = load_dataset(
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size or 224, views=args.views,
         budget_min=args.budget_min or None, seed=args.seed, limit=args.limit,
         device=args.device, threads=args.threads, bf16=args.precision == "bf16",
-        channels_last=args.channels_last,
+        channels_last=args.channels_last, frozen_stride=args.frozen_stride,
     )  # fmt: skip
     from inspector.training.features import default_cache_root
 

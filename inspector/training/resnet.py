@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from inspector.errors import ModelError
+from inspector.training.staged import StagedBody
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # width, blocks, stride
 FEATURES = 2048
@@ -44,7 +45,7 @@ class Bottleneck(nn.Module):
         return torch.relu(out + identity)
 
 
-class ResNet50Body(nn.Module):
+class ResNet50Body(StagedBody):
     """Image -> pooled 2048 features. Names match torchvision's ``resnet50`` minus ``fc``."""
 
     def __init__(self) -> None:
@@ -62,15 +63,13 @@ class ResNet50Body(nn.Module):
             setattr(self, f"layer{index}", nn.Sequential(*layers))
 
     def stages(self) -> list[nn.Module]:
-        """Input to output, for layer-wise learning-rate decay."""
         stem = nn.ModuleList([self.conv1, self.bn1])
         return [stem, *(getattr(self, f"layer{i}") for i in range(1, 5))]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for index in range(1, 5):
-            x = getattr(self, f"layer{index}")(x)
-        return x.mean((2, 3))
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if index == 0:
+            return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # type: ignore[no-any-return]
+        return getattr(self, f"layer{index}")(x)  # type: ignore[no-any-return]
 
 
 def load_torchvision_weights(body: ResNet50Body, path: Path) -> None:

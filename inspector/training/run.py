@@ -18,7 +18,9 @@ from inspector.training.backbones import LITE, build_backbone
 from inspector.training.datasets import Dataset
 from inspector.training.evaluate import evaluate_model, tune_threshold
 from inspector.training.features import choose_image_size, to_tensor
-from inspector.training.trainer import Parts, Trainer, TrainOptions, class_weights, decode_parts
+from inspector.training.parts import Parts, class_weights, decode_parts
+from inspector.training.state import TrainOptions
+from inspector.training.trainer import Trainer
 
 AUTO_SHARE = 0.4  # of the budget that auto may spend on probing backbones
 AUGMENTATION = ("90-degree turns, horizontal flips (with the turns: all 8 symmetries), "
@@ -72,8 +74,8 @@ def train(
     choices["augmentation"] = AUGMENTATION
     choices["lp_ft"] = (
         "a probe (the head fitted on cached features, weight decay by validation), then the "
-        "whole network fine-tuned from it with layer-wise learning-rate decay and BatchNorm "
-        "statistics kept; the better of the two on validation is exported"
+        "network after its frozen front fine-tuned from it with layer-wise learning-rate "
+        "decay and BatchNorm statistics kept; the better of the two on validation is exported"
     )
     checkpoint = report_dir / "checkpoint.pt"
     if options.backbone == "auto":
@@ -100,6 +102,7 @@ def train(
         )
         trainer.fit(resume=resume)
         choices["backbone"] = {"value": backbone.name, "why": "--backbone"}
+    choices["frozen_front"] = {"value": trainer.front, "why": trainer.front_why}
     state = trainer.state
     finetuned = _finetuned_figures(trainer)
     train_seconds = time.monotonic() - started

@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -30,125 +29,14 @@ from inspector.engines.card import InputSpec
 from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 from inspector.training.backbones import Backbone
-from inspector.training.datasets import Dataset, Sample
+from inspector.training.parts import Labels, Parts, class_weights
 from inspector.training.probe import ProbeResult, fit_probe
+from inspector.training.schedule import WARMUP_EPOCHS, rate_factor, schedule_progress
+from inspector.training.staged import FrozenFront, channels_last, front_stages
+from inspector.training.state import EpochRecord, TrainOptions, TrainState
 
-Labels = npt.NDArray[np.intp]
 HEAD_LR = 0.1  # the head's fine-tuning rate, relative to --lr
-# Adam's first steps are near sign(gradient) x rate for every weight at once, whatever
-# the gradient's size; from a converged probe that jolts the whole body. A linear
-# warm-up over the first half epoch lets the moment estimates settle first.
-WARMUP_EPOCHS = 0.5
-
-
-@dataclass
-class TrainOptions:
-    backbone: str = "efficientnet_lite0"
-    weights: Path | None = None
-    epochs: int = 6  # fine-tuning epochs after the probe; 0 = the probe only
-    batch_size: int = 32
-    # Head and last stage; each earlier stage gets layer_decay times less. Measured from
-    # the ELPV probe (300 px, 64 training cells, plain loss 0.33): one AdamW step at 1e-4
-    # raised it to 0.76 and the third to 1.69; at 3e-5 it drifted to 0.59 in four steps;
-    # at 1e-5 it stayed between 0.29 and 0.33 (README "Training").
-    lr: float = 1e-5
-    layer_decay: float = 0.85
-    weight_decay: float = 1e-4
-    image_size: int = 224
-    views: int = 1  # augmented views per training image for the probe's features
-    budget_min: float | None = None  # wall time from the start; fine-tuning stops there
-    seed: int = 0
-    limit: int | None = None  # at most this many images per class and part (quick runs)
-    device: str = "auto"
-    threads: int = 0
-    bf16: bool = False  # autocast; measured slower on a CPU without bf16 units
-    channels_last: bool = False
-
-
-@dataclass
-class EpochRecord:
-    epoch: int  # 0 is the probe
-    phase: str  # "probe" or "finetune"
-    lr: float
-    seconds: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    batches: int = 0  # fine-tuning batches run (fewer than an epoch's when the budget ran out)
-
-
-@dataclass
-class TrainState:
-    next_epoch: int = 1
-    best_epoch: int = -1  # 0: the probe
-    best_val: tuple[float, float] = (-1.0, math.inf)  # (accuracy, loss)
-    history: list[EpochRecord] = field(default_factory=list)
-    probe: dict[str, Any] = field(default_factory=dict)  # weight decay, grid, test figures
-    stopped_by_budget: bool = False
-
-
-@dataclass
-class Parts:
-    """Decoded images and labels per split, shared by every backbone tried."""
-
-    images: dict[str, feats.Images]
-    labels: dict[str, Labels]
-    paths: dict[str, list[str]]
-    seconds: float
-
-
-def limit_samples(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
-    if limit is None:
-        return list(samples)
-    kept: dict[int, int] = {}
-    chosen = []
-    for sample in samples:
-        if kept.get(sample.label, 0) < limit:
-            kept[sample.label] = kept.get(sample.label, 0) + 1
-            chosen.append(sample)
-    return chosen
-
-
-def decode_parts(
-    dataset: Dataset, size: int, limit: int | None, progress: Callable[..., Any]
-) -> Parts:
-    started = time.perf_counter()
-    images, labels, paths = {}, {}, {}
-    for part in ("train", "val", "test"):
-        samples = limit_samples(dataset.part(part), limit)
-        images[part] = feats.decode_all(samples, size, progress, f"decode {part}")
-        labels[part] = np.array([s.label for s in samples], np.intp)
-        paths[part] = [str(s.path.resolve()) for s in samples]
-    return Parts(images, labels, paths, time.perf_counter() - started)
-
-
-def class_weights(labels: Labels, classes: int) -> torch.Tensor:
-    """Inverse frequency, mean 1: a rare defect class counts as much as the common ok class."""
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    weights = counts.sum() / (classes * np.maximum(counts, 1))
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def schedule_progress(
-    step: int, total: int, started: float, stop: float | None, now: float
-) -> float:
-    """How far along the cosine schedule is, 0 to 1: by steps of all ``--epochs``, or by
-    the wall time from ``started`` to ``stop`` (the budget's end), whichever is further.
-    So the rate reaches 0 when fine-tuning stops, neither cut off high by the budget nor
-    left at 0 for epochs that an estimate made before the first step said would not fit
-    (measured: a 300 px ELPV run planned 1 epoch from such an estimate, ran 4, 3 at rate 0)."""
-    by_steps = step / max(total, 1)
-    if stop is None:
-        return min(1.0, by_steps)
-    by_time = (now - started) / max(stop - started, 1e-9)
-    return min(1.0, max(by_steps, by_time))
-
-
-def rate_factor(progress: float, step: int, warmup: int) -> float:
-    """The learning rate relative to its peak: linear warm-up over ``warmup`` steps,
-    times a cosine that reaches 0 at ``progress`` 1."""
-    return 0.5 * (1 + math.cos(math.pi * progress)) * min(1.0, (step + 1) / max(warmup, 1))
+FRONT_MEMORY = 4 << 30  # bytes of kept front outputs; more: the whole network is fine-tuned
 
 
 class Trainer:
@@ -197,42 +85,85 @@ class Trainer:
         self._probe_head: dict[str, torch.Tensor] | None = None
         self._image_seconds = 0.0  # one forward pass per image, measured on the features
         self._optimizer_state: dict[str, Any] | None = None
+        self.front, self.front_why = self._front_stages()
+        self.frozen = FrozenFront(backbone.body, self.front, self.normalizer, self.device,
+                                  options.channels_last, options.bf16, progress)  # fmt: skip
+        self._fronts: dict[tuple[str, int], torch.Tensor] = {}  # (part, view): its outputs
 
     # -- the probe ----------------------------------------------------------------------
 
+    def _view(self, part: str, view: int) -> feats.Images:
+        """View 0: the images as decoded; view k: augmented by the seed and k, so a view
+        is the same whichever views came before it or were cached."""
+        images = self.parts.images[part]
+        if view:
+            images = feats.augment(images, np.random.default_rng([self.options.seed, view]))
+        return images
+
     def _features(self, part: str, view: int) -> feats.Features:
-        """One part's features (view 0: as decoded; view k: augmented by the seed and k,
-        so a view is the same whichever views came before it or were cached)."""
+        """One part's pooled features for one view, from the cache if it has them."""
         paths = self.parts.paths[part]
         cached = self.cache.load(paths, view)
         if cached is not None:
             self._image_seconds = self._image_seconds or cached[1]
             return cached[0]
         started = time.perf_counter()
-        images = self.parts.images[part]
-        if view:
-            images = feats.augment(images, np.random.default_rng([self.options.seed, view]))
         name = f"features {part}" + (f" view {view}/{self.options.views}" if view else "")
-        x = self._extract(images, name)
-        seconds = (time.perf_counter() - started) / max(len(images), 1)
-        self._image_seconds = seconds if len(images) >= 32 else self._image_seconds or seconds
+        if self.front:  # fine-tuning will need the front's outputs: keep them on the way
+            x = self.frozen.pooled(self._front(part, view), name)
+        else:
+            x = self._extract(self._view(part, view), name)
+        count = len(paths)
+        seconds = (time.perf_counter() - started) / max(count, 1)
+        self._image_seconds = seconds if count >= 32 else self._image_seconds or seconds
         self.cache.save(paths, view, x, seconds)
         return x
 
     def _extract(self, images: feats.Images, desc: str) -> feats.Features:
-        # Forward passes run channels_last: measured 1.3-1.4x faster than contiguous on
-        # this CPU (benchmarks/train_speed.py); training steps showed no such gain, so the
-        # model goes back to --channels-last's choice afterwards.
-        body = self.backbone.body
-        body.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        try:
+        with channels_last(self.backbone.body, self.options.channels_last) as body:
             return feats.extract(
                 body, images, self.normalizer, self.device, channels_last=True,
                 bf16=self.options.bf16, progress=self.progress, desc=desc,
             )  # fmt: skip
-        finally:
-            if not self.options.channels_last:
-                body.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+    def _front_stages(self) -> tuple[int, str]:
+        """How many of the body's first stages fine-tuning leaves frozen, and why: those
+        up to ``frozen_stride``, unless fine-tuning will not run or their outputs for every
+        image and view would not fit in FRONT_MEMORY."""
+        options = self.options
+        if options.epochs <= 0:
+            return 0, "no fine-tuning (--epochs 0)"
+        if options.frozen_stride <= 0:
+            return 0, "--frozen-stride 0: every stage is fine-tuned"
+        self.model.eval()
+        count, shape = front_stages(self.backbone.body, options.image_size, options.frozen_stride)
+        if count == 0:
+            return 0, f"no stage keeps the output stride within {options.frozen_stride}"
+        labels = self.parts.labels
+        images = (
+            len(labels["train"]) * (options.views + 1) + len(labels["val"]) + len(labels["test"])
+        )
+        needed = images * math.prod(shape) * 2  # float16
+        if needed > FRONT_MEMORY:
+            why = (f"every stage is fine-tuned: the frozen front's outputs would take "
+                   f"{needed / 2**30:.1f} GiB (more than {FRONT_MEMORY / 2**30:.0f})")  # fmt: skip
+            self._say(why)
+            return 0, why
+        why = (
+            f"the first {count} of {self.backbone.body.stage_count} stages (output stride up "
+            f"to {options.frozen_stride}; {'x'.join(map(str, shape))} per image, "
+            f"{needed / 2**20:.0f} MiB in all) run once per image and view and stay as "
+            "pretrained: generic filters, and most of the compute at full resolution; each "
+            "epoch trains only the stages after them"
+        )
+        return count, why
+
+    def _front(self, part: str, view: int) -> torch.Tensor:
+        key = (part, view)
+        if key not in self._fronts:
+            desc = f"front {part}" + (f" view {view}" if view else "")
+            self._fronts[key] = self.frozen.outputs(self._view(part, view), desc)
+        return self._fronts[key]
 
     def probe(self) -> ProbeResult:
         started = time.perf_counter()
@@ -294,9 +225,11 @@ class Trainer:
         head_lr = self.options.lr * HEAD_LR
         groups: list[dict[str, Any]] = [{"params": list(self.backbone.head.parameters()),
                                          "lr": head_lr}]  # fmt: skip
-        seen = {id(p) for p in groups[0]["params"]}
-        stages = self.backbone.stages
-        for depth, stage in enumerate(reversed(stages)):
+        frozen = [p for stage in self.backbone.stages[: self.front] for p in stage.parameters()]
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        seen = {id(p) for p in [*groups[0]["params"], *frozen]}
+        for depth, stage in enumerate(reversed(self.backbone.stages[self.front :])):
             params = [p for p in stage.parameters() if id(p) not in seen]
             seen.update(id(p) for p in params)
             if params:
@@ -324,6 +257,9 @@ class Trainer:
         steps = math.ceil(len(labels) / self.options.batch_size)
         warmup = math.ceil(steps * WARMUP_EPOCHS)
         optimizer = self._optimizer()
+        # With a frozen front, an epoch draws each image from one of its kept views.
+        kept = self.state.probe.get("views", 0) + 1 if self.front else 0
+        views = [self._front("train", view) for view in range(kept)]
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
         val_reserve = self._image_seconds * len(self.parts.labels["val"]) * 1.5
@@ -353,13 +289,17 @@ class Trainer:
                 chosen = order[
                     step * self.options.batch_size : (step + 1) * self.options.batch_size
                 ]
-                inputs = feats.to_tensor(
-                    feats.augment(images[chosen], self.rng), self.normalizer, self.device,
-                    self.options.channels_last,
-                )  # fmt: skip
                 targets = torch.from_numpy(labels[chosen]).to(self.device)
-                with feats.autocast(self.device, self.options.bf16):
-                    logits = self.model(inputs)
+                if self.front:
+                    inputs = self.frozen.batch(views, chosen, self.rng)
+                    logits = self.model.head(self.frozen.rest(inputs))
+                else:
+                    inputs = feats.to_tensor(
+                        feats.augment(images[chosen], self.rng), self.normalizer, self.device,
+                        self.options.channels_last,
+                    )  # fmt: skip
+                    with feats.autocast(self.device, self.options.bf16):
+                        logits = self.model(inputs)
                 loss = self.loss(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -404,7 +344,11 @@ class Trainer:
         images, labels = self.parts.images[part], self.parts.labels[part]
         if len(labels) == 0:
             return math.nan, math.nan
-        x = self._extract(images, f"evaluate {part}")
+        desc = f"evaluate {part}"
+        if self.front:
+            x = self.frozen.pooled(self._front(part, 0), desc)
+        else:
+            x = self._extract(images, desc)
         head = self.backbone.head
         logits = head(torch.from_numpy(x).to(self.device)).float()
         targets = torch.from_numpy(labels).to(self.device)
@@ -425,13 +369,6 @@ class Trainer:
     def use_best(self) -> None:
         if self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)
-
-    def finetuned_test(self) -> tuple[float, float] | None:
-        """Test (accuracy, loss) of the best fine-tuned epoch, for the side-by-side
-        report; None when fine-tuning did not run or the probe won."""
-        if self.state.best_epoch <= 0:
-            return None
-        return self.evaluate("test")
 
     def _say(self, message: str) -> None:
         # tqdm's write keeps progress bars intact; stderr keeps stdout for results.
