@@ -83,3 +83,29 @@ def test_a_front_too_big_for_memory_fine_tunes_the_whole_network(
     assert "every stage is fine-tuned" in capsys.readouterr().err
     assert _trainer(tmp_path, epochs=0).front == 0  # the probe alone keeps no front
     assert _trainer(tmp_path, epochs=1, frozen_stride=0).front == 0
+
+
+def test_a_training_batch_is_a_kept_view_shifted_by_whole_cells() -> None:
+    import numpy as np
+
+    from inspector.training.staged import FrozenFront
+
+    torch.manual_seed(0)
+    views = [torch.randn(4, 3, 20, 20).half() for _ in range(2)]
+    chosen = np.array([2, 0, 3, 3, 1])
+    batch = FrozenFront.batch(views, chosen, np.random.default_rng(1))
+    assert batch.shape == (5, 3, 20, 20)
+    m = 1  # 5 % of 20 cells
+    shifts = set()
+    for k, index in enumerate(chosen):
+        inner = batch[k, :, m:-m, m:-m]
+        offsets = [(dy, dx) for dy in range(2 * m + 1) for dx in range(2 * m + 1)]
+        found = [
+            (dy, dx)
+            for view in views
+            for dy, dx in offsets
+            if torch.equal(inner, view[index, :, dy : dy + 18, dx : dx + 18].float())
+        ]
+        assert found, f"sample {k} is no shifted window of image {index}'s views"
+        shifts.update(found)
+    assert len(shifts) > 1  # not always the same shift

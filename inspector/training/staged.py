@@ -20,6 +20,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 
 BATCH = 64  # images per forward pass of the front or the rest
+SHIFT = 0.05  # of the size: the image augmentation's shift (features.augment)
 
 
 class StagedBody(nn.Module):
@@ -130,6 +131,15 @@ class FrozenFront:
     def batch(
         views: list[torch.Tensor], chosen: np.ndarray[Any, Any], rng: np.random.Generator
     ) -> torch.Tensor:
-        """A training batch: each image's outputs from one of its kept views at random."""
+        """A training batch: each image's outputs from one of its kept views at random,
+        shifted by up to SHIFT of its size. Convolutions commute with shifts, so shifting
+        the front's output by a cell is shifting the image by the front's stride: the same
+        augmentation as the image's, at no cost (reflected at the border, as there)."""
         picks = rng.integers(len(views), size=len(chosen))
-        return torch.stack([views[v][i] for v, i in zip(picks, chosen, strict=True)])
+        batch = torch.stack([views[v][i] for v, i in zip(picks, chosen, strict=True)])
+        height, width = batch.shape[-2:]
+        margin = min(max(1, round(SHIFT * height)), height - 1, width - 1)
+        padded = torch.nn.functional.pad(batch.float(), (margin,) * 4, mode="reflect")
+        offsets = rng.integers(0, 2 * margin + 1, size=(len(chosen), 2))
+        return torch.stack([padded[k, :, dy : dy + height, dx : dx + width]
+                            for k, (dy, dx) in enumerate(offsets)])  # fmt: skip
