@@ -33,7 +33,13 @@ from inspector.training.parts import Labels, Parts, class_weights
 from inspector.training.probe import ProbeResult, fit_probe
 from inspector.training.schedule import WARMUP_EPOCHS, rate_factor, schedule_progress
 from inspector.training.staged import FrozenFront, channels_last, front_stages
-from inspector.training.state import EpochRecord, TrainOptions, TrainState
+from inspector.training.state import (
+    AFTER_FRONT_LR,
+    WHOLE_NETWORK_LR,
+    EpochRecord,
+    TrainOptions,
+    TrainState,
+)
 
 HEAD_LR = 0.1  # the head's fine-tuning rate, relative to --lr
 FRONT_MEMORY = 4 << 30  # bytes of kept front outputs; more: the whole network is fine-tuned
@@ -86,6 +92,8 @@ class Trainer:
         self._image_seconds = 0.0  # one forward pass per image, measured on the features
         self._optimizer_state: dict[str, Any] | None = None
         self.front, self.front_why = self._front_stages()
+        default_lr = AFTER_FRONT_LR if self.front else WHOLE_NETWORK_LR
+        self.lr = default_lr if options.lr is None else options.lr
         self.frozen = FrozenFront(backbone.body, self.front, self.normalizer, self.device,
                                   options.channels_last, options.bf16, progress)  # fmt: skip
         self._fronts: dict[tuple[str, int], torch.Tensor] = {}  # (part, view): its outputs
@@ -222,7 +230,7 @@ class Trainer:
         ``layer_decay`` times less (early filters are generic; they need little change)."""
         # The head starts converged (the probe): a tenth of the rate keeps Adam's
         # normalised steps from jolting it while the body adapts beneath it.
-        head_lr = self.options.lr * HEAD_LR
+        head_lr = self.lr * HEAD_LR
         groups: list[dict[str, Any]] = [{"params": list(self.backbone.head.parameters()),
                                          "lr": head_lr}]  # fmt: skip
         frozen = [p for stage in self.backbone.stages[: self.front] for p in stage.parameters()]
@@ -233,11 +241,11 @@ class Trainer:
             params = [p for p in stage.parameters() if id(p) not in seen]
             seen.update(id(p) for p in params)
             if params:
-                lr = self.options.lr * self.options.layer_decay**depth
+                lr = self.lr * self.options.layer_decay**depth
                 groups.append({"params": params, "lr": lr})
         rest = [p for p in self.model.parameters() if id(p) not in seen]
         if rest:
-            groups.append({"params": rest, "lr": self.options.lr})
+            groups.append({"params": rest, "lr": self.lr})
         for group in groups:
             group["initial_lr"] = group["lr"]
         return torch.optim.AdamW(groups, weight_decay=self.options.weight_decay)
