@@ -30,7 +30,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 from inspector.training.backbones import Backbone
 from inspector.training.parts import Labels, Parts, class_weights
-from inspector.training.probe import ProbeResult, fit_probe
+from inspector.training.probe import ProbeResult, fit_probe, score
 from inspector.training.schedule import WARMUP_EPOCHS, rate_factor, schedule_progress
 from inspector.training.staged import FrozenFront, channels_last, front_stages
 from inspector.training.state import (
@@ -199,8 +199,8 @@ class Trainer:
         self.backbone.head.load_state_dict(result.head.state_dict())
         self.probe_result = result
         head = self.backbone.head.cpu()
-        train_accuracy, train_loss = _score(head, train_x, train_y, loss)
-        test_accuracy, test_loss = _score(head, test_x, self.parts.labels["test"], loss)
+        train_accuracy, train_loss = score(head, *_tensors(train_x, train_y), loss)
+        test_accuracy, test_loss = score(head, *_tensors(test_x, self.parts.labels["test"]), loss)
         self.backbone.head.to(self.device)
         self.state.probe = {
             "weight_decay": result.weight_decay, "grid": result.grid, "views": views,
@@ -432,11 +432,8 @@ def _head_like(head: nn.Module) -> nn.Module:
     return fresh
 
 
-def _score(head: nn.Module, x: feats.Features, y: Labels, loss: nn.Module) -> tuple[float, float]:
-    with torch.no_grad():
-        logits = head(torch.from_numpy(x))
-        targets = torch.from_numpy(np.asarray(y, np.intp))
-        return float((logits.argmax(1) == targets).float().mean()), float(loss(logits, targets))
+def _tensors(x: feats.Features, y: Labels) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(x), torch.from_numpy(np.asarray(y, np.intp))
 
 
 def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
