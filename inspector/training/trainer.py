@@ -117,7 +117,7 @@ class Trainer:
             return cached[0]
         started = time.perf_counter()
         name = f"features {part}" + (f" view {view}/{self.options.views}" if view else "")
-        if self.front:  # fine-tuning will need the front's outputs: keep them on the way
+        if self.front and paths:  # fine-tuning will need the front's outputs: keep them
             x = self.frozen.pooled(self._front(part, view), name)
         else:
             x = self._extract(self._view(part, view), name)
