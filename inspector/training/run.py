@@ -103,9 +103,7 @@ def train(
         trainer.fit(resume=resume)
         choices["backbone"] = {"value": backbone.name, "why": "--backbone"}
     choices["frozen_front"] = {"value": trainer.front, "why": trainer.front_why}
-    choices["lr"] = {"value": trainer.lr, "why": "--lr" if options.lr is not None else
-                     "the default for " + ("after a frozen front" if trainer.front else
-                                           "every stage fine-tuned")}  # fmt: skip
+    choices["lr"] = {"value": trainer.lr, "why": trainer.lr_why}
     state = trainer.state
     finetuned = _finetuned_figures(trainer)
     train_seconds = time.monotonic() - started

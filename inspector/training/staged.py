@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from inspector.training import features as feats
 
 BATCH = 64  # images per forward pass of the front or the rest
 SHIFT = 0.05  # of the size: the image augmentation's shift (features.augment)
+T = TypeVar("T")
 
 
 class StagedBody(nn.Module):
@@ -95,37 +96,38 @@ class FrozenFront:
         self.body, self.count, self.normalizer, self.device = body, count, normalizer, device
         self.keep_channels_last, self.bf16, self.progress = keep_channels_last, bf16, progress
 
-    def _batches(self, count: int, desc: str) -> Any:
-        return self.progress(range(0, count, BATCH), desc=desc, unit="batch", leave=False)
-
     @torch.no_grad()
-    def outputs(self, images: feats.Images, desc: str) -> torch.Tensor:
-        """The front's outputs for these images, float16, on the device."""
-        outputs = []
+    def _in_batches(self, count: int, desc: str, one: Callable[[int], T]) -> list[T]:
+        """``one(start)`` for each batch of ``count`` images, the body in eval mode and
+        channels_last (a forward pass, no gradients)."""
         with channels_last(self.body, self.keep_channels_last) as body:
             body.eval()
-            for start in self._batches(len(images), desc):
-                inputs = feats.to_tensor(
-                    images[start : start + BATCH], self.normalizer, self.device, True
-                )
-                with feats.autocast(self.device, self.bf16):
-                    outputs.append(body.run(inputs, 0, self.count).half())
-        return torch.cat(outputs)
+            starts = self.progress(range(0, count, BATCH), desc=desc, unit="batch", leave=False)
+            return [one(start) for start in starts]
+
+    def outputs(self, images: feats.Images, desc: str) -> torch.Tensor:
+        """The front's outputs for these images, float16, on the device."""
+
+        def one(start: int) -> torch.Tensor:
+            batch = images[start : start + BATCH]
+            inputs = feats.to_tensor(batch, self.normalizer, self.device, True)
+            with feats.autocast(self.device, self.bf16):
+                return self.body.run(inputs, 0, self.count).half()
+
+        return torch.cat(self._in_batches(len(images), desc, one))
 
     def rest(self, fronts: torch.Tensor) -> torch.Tensor:
         """The stages after the front, pooled (gradients flow: this is what trains)."""
         with feats.autocast(self.device, self.bf16):
             return self.body.run(fronts.float(), self.count)
 
-    @torch.no_grad()
     def pooled(self, fronts: torch.Tensor, desc: str) -> feats.Features:
         """The rest on kept outputs, in eval mode: the probe's and validation's features."""
-        outputs = []
-        with channels_last(self.body, self.keep_channels_last) as body:
-            body.eval()
-            for start in self._batches(len(fronts), desc):
-                outputs.append(self.rest(fronts[start : start + BATCH]).float().cpu().numpy())
-        return np.concatenate(outputs)
+
+        def one(start: int) -> feats.Features:
+            return self.rest(fronts[start : start + BATCH]).float().cpu().numpy()
+
+        return np.concatenate(self._in_batches(len(fronts), desc, one))
 
     @staticmethod
     def batch(

@@ -92,8 +92,12 @@ class Trainer:
         self._image_seconds = 0.0  # one forward pass per image, measured on the features
         self._optimizer_state: dict[str, Any] | None = None
         self.front, self.front_why = self._front_stages()
-        default_lr = AFTER_FRONT_LR if self.front else WHOLE_NETWORK_LR
-        self.lr = default_lr if options.lr is None else options.lr
+        if options.lr is not None:
+            self.lr, self.lr_why = options.lr, "--lr"
+        elif self.front:
+            self.lr, self.lr_why = AFTER_FRONT_LR, "the default after a frozen front"
+        else:
+            self.lr, self.lr_why = WHOLE_NETWORK_LR, "the default for every stage fine-tuned"
         self.frozen = FrozenFront(backbone.body, self.front, self.normalizer, self.device,
                                   options.channels_last, options.bf16, progress)  # fmt: skip
         self._fronts: dict[tuple[str, int], torch.Tensor] = {}  # (part, view): its outputs
