@@ -17,7 +17,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from inspector.engines.card import InputSpec
 from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 from inspector.training.backbones import Backbone
+from inspector.training.checkpoint import Checkpoint
 from inspector.training.parts import Labels, Parts, class_weights
 from inspector.training.probe import ProbeResult, fit_probe, score
 from inspector.training.schedule import WARMUP_EPOCHS, rate_factor, schedule_progress
@@ -389,39 +389,23 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.checkpoint.with_suffix(".tmp")
-        torch.save(
-            {
-                "options": {k: str(v) for k, v in asdict(self.options).items()},
-                "backbone": self.backbone.name,
-                "model": self.model.state_dict(),
-                "best": self._best_weights,
-                "probe_head": self._probe_head,
-                "optimizer": self._optimizer_state,
-                "image_seconds": self._image_seconds,
-                "state": {**asdict(self.state), "history": [asdict(r) for r in self.state.history]},
-                "rng": self.rng.bit_generator.state,
-            },
-            temporary,
-        )
-        temporary.replace(self.checkpoint)  # a kill mid-write never leaves a torn checkpoint
+        Checkpoint(
+            self.backbone.name, self.model.state_dict(), self._best_weights, self._probe_head,
+            self._optimizer_state, self._image_seconds, self.state,
+            self.rng.bit_generator.state,
+        ).save(self.checkpoint, self.options)  # fmt: skip
 
     def _load_checkpoint(self) -> None:
-        data = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if data.get("backbone") != self.backbone.name:
+        saved = Checkpoint.load(self.checkpoint, self.device)
+        if saved.backbone != self.backbone.name:
             self._say(f"{self.checkpoint}: another backbone's checkpoint; starting afresh")
             return
-        self.model.load_state_dict(data["model"])
-        self._best_weights, self._probe_head = data["best"], data["probe_head"]
-        self._optimizer_state = data["optimizer"]
-        self._image_seconds = data["image_seconds"]
-        state = data["state"]
-        state["history"] = [EpochRecord(**r) for r in state["history"]]
-        state["best_val"] = tuple(state["best_val"])
-        self.state = TrainState(**state)
+        self.model.load_state_dict(saved.model)
+        self._best_weights, self._probe_head = saved.best, saved.probe_head
+        self._optimizer_state, self._image_seconds = saved.optimizer, saved.image_seconds
+        self.state = saved.state
         self.state.stopped_by_budget = False
-        self.rng.bit_generator.state = data["rng"]
+        self.rng.bit_generator.state = saved.rng
         self._say(f"resumed from {self.checkpoint} at fine-tuning epoch {self.state.next_epoch}")
 
 
