@@ -3,9 +3,10 @@
 1. Every image is decoded once (:mod:`features`); the frozen body runs once per
    image plus a few augmented views, and the head is fitted to convergence on
    those features (:mod:`probe`), its weight decay chosen by validation.
-2. The whole network is fine-tuned from that head at a low learning rate, decayed
-   layer by layer towards the input, BatchNorm statistics kept as pretrained (the
-   probe's features stay valid: the first epoch does not undo what the head learned).
+2. The network after its frozen front (:mod:`staged`) is fine-tuned from that head,
+   the rate decayed layer by layer towards the input, BatchNorm statistics kept as
+   pretrained (the probe's features stay valid: the first epoch does not undo what the
+   head learned).
 3. The probe and every fine-tuning epoch are scored on validation; the best wins.
 
 A wall-time budget stops fine-tuning (mid-epoch if need be) with the best model so far.
@@ -29,6 +30,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 from inspector.training.backbones import Backbone
 from inspector.training.checkpoint import Checkpoint
+from inspector.training.optimizer import layerwise_optimizer, scale_rates
 from inspector.training.parts import Labels, Parts, class_weights
 from inspector.training.probe import ProbeResult, fit_probe, score
 from inspector.training.schedule import WARMUP_EPOCHS, rate_factor, schedule_progress
@@ -41,7 +43,6 @@ from inspector.training.state import (
     TrainState,
 )
 
-HEAD_LR = 0.1  # the head's fine-tuning rate, relative to --lr
 FRONT_MEMORY = 4 << 30  # bytes of kept front outputs; more: the whole network is fine-tuned
 
 
@@ -229,46 +230,19 @@ class Trainer:
 
     # -- fine-tuning --------------------------------------------------------------------
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        """Layer-wise decay: the head and the last stage at ``lr``, each stage before it
-        ``layer_decay`` times less (early filters are generic; they need little change)."""
-        # The head starts converged (the probe): a tenth of the rate keeps Adam's
-        # normalised steps from jolting it while the body adapts beneath it.
-        head_lr = self.lr * HEAD_LR
-        groups: list[dict[str, Any]] = [{"params": list(self.backbone.head.parameters()),
-                                         "lr": head_lr}]  # fmt: skip
-        frozen = [p for stage in self.backbone.stages[: self.front] for p in stage.parameters()]
-        for parameter in frozen:
-            parameter.requires_grad_(False)
-        seen = {id(p) for p in [*groups[0]["params"], *frozen]}
-        for depth, stage in enumerate(reversed(self.backbone.stages[self.front :])):
-            params = [p for p in stage.parameters() if id(p) not in seen]
-            seen.update(id(p) for p in params)
-            if params:
-                lr = self.lr * self.options.layer_decay**depth
-                groups.append({"params": params, "lr": lr})
-        rest = [p for p in self.model.parameters() if id(p) not in seen]
-        if rest:
-            groups.append({"params": rest, "lr": self.lr})
-        for group in groups:
-            group["initial_lr"] = group["lr"]
-        return torch.optim.AdamW(groups, weight_decay=self.options.weight_decay)
-
-    def _set_lr(self, optimizer: torch.optim.Optimizer, factor: float) -> float:
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * factor
-        return float(optimizer.param_groups[0]["lr"])
-
     def _out_of_time(self, reserve: float = 0.0) -> bool:
         return self.deadline is not None and time.monotonic() + reserve >= self.deadline
 
     def finetune(self) -> None:
-        if self.options.epochs <= 0 or self.state.next_epoch > self.options.epochs:
+        options = self.options
+        if options.epochs <= 0 or self.state.next_epoch > options.epochs:
             return
         images, labels = self.parts.images["train"], self.parts.labels["train"]
-        steps = math.ceil(len(labels) / self.options.batch_size)
+        steps = math.ceil(len(labels) / options.batch_size)
         warmup = math.ceil(steps * WARMUP_EPOCHS)
-        optimizer = self._optimizer()
+        optimizer = layerwise_optimizer(
+            self.backbone, self.front, self.lr, options.layer_decay, options.weight_decay
+        )
         # With a frozen front, an epoch draws each image from one of its kept views.
         kept = self.state.probe.get("views", 0) + 1 if self.front else 0
         views = [self._front("train", view) for view in range(kept)]
@@ -277,7 +251,7 @@ class Trainer:
         val_reserve = self._image_seconds * len(self.parts.labels["val"]) * 1.5
         started_at = time.monotonic()
         stop = None if self.deadline is None else self.deadline - val_reserve
-        for epoch in range(self.state.next_epoch, self.options.epochs + 1):
+        for epoch in range(self.state.next_epoch, options.epochs + 1):
             if self._out_of_time(val_reserve):
                 self.state.stopped_by_budget = True
                 break
@@ -295,12 +269,10 @@ class Trainer:
                     break
                 done = (epoch - 1) * steps + step
                 progress = schedule_progress(
-                    done, self.options.epochs * steps, started_at, stop, time.monotonic()
+                    done, options.epochs * steps, started_at, stop, time.monotonic()
                 )
-                lr = self._set_lr(optimizer, rate_factor(progress, done, warmup))
-                chosen = order[
-                    step * self.options.batch_size : (step + 1) * self.options.batch_size
-                ]
+                lr = scale_rates(optimizer, rate_factor(progress, done, warmup))
+                chosen = order[step * options.batch_size : (step + 1) * options.batch_size]
                 targets = torch.from_numpy(labels[chosen]).to(self.device)
                 if self.front:
                     inputs = self.frozen.batch(views, chosen, self.rng)
@@ -308,9 +280,9 @@ class Trainer:
                 else:
                     inputs = feats.to_tensor(
                         feats.augment(images[chosen], self.rng), self.normalizer, self.device,
-                        self.options.channels_last,
+                        options.channels_last,
                     )  # fmt: skip
-                    with feats.autocast(self.device, self.options.bf16):
+                    with feats.autocast(self.device, options.bf16):
                         logits = self.model(inputs)
                 loss = self.loss(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
