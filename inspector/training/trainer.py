@@ -333,11 +333,8 @@ class Trainer:
             x = self.frozen.pooled(self._front(part, 0), desc)
         else:
             x = self._extract(images, desc)
-        head = self.backbone.head
-        logits = head(torch.from_numpy(x).to(self.device)).float()
-        targets = torch.from_numpy(labels).to(self.device)
-        accuracy = float((logits.argmax(1) == targets).float().mean())
-        return accuracy, float(self.loss(logits, targets))
+        features, targets = (t.to(self.device) for t in _tensors(x, labels))
+        return score(self.backbone.head, features, targets, self.loss)
 
     def fit(self, resume: bool = False) -> TrainState:
         """The probe (unless a checkpoint holds it), fine-tuning, then the best weights."""
@@ -362,9 +359,10 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         Checkpoint(
-            self.backbone.name, self.model.state_dict(), self._best_weights, self._probe_head,
-            self._optimizer_state, self._image_seconds, self.state,
-            self.rng.bit_generator.state,
+            backbone=self.backbone.name, model=self.model.state_dict(),
+            best=self._best_weights, probe_head=self._probe_head,
+            optimizer=self._optimizer_state, image_seconds=self._image_seconds,
+            state=self.state, rng=self.rng.bit_generator.state,
         ).save(self.checkpoint, self.options)  # fmt: skip
 
     def _load_checkpoint(self) -> None:
