@@ -6,12 +6,9 @@ acceptance replay exercises exactly the code that runs at the line.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -26,6 +23,7 @@ from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing.acks import AckListener
 from inspector.service.metrics import MetricsServer
+from inspector.service.stop_signals import StopSignals
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
 from inspector.sinks.base import SinkHealth
@@ -42,13 +40,16 @@ def run_pipeline(
     run_id: str | None = None,
     on_ack: AckListener | None = None,
     extra_sinks: Sequence[Sink] = (),
+    on_finished: Callable[[RunSummary, InspectorError | None], None] | None = None,
 ) -> RunSummary:
     """Load the model, open the cameras and the sinks, run to the end, close the sinks.
 
     SIGINT/SIGTERM stop capturing; what was already captured is still inferred and
     handed to the sinks. Raises what a sink reports on closing: :class:`BrokerError`
     when events stay unacknowledged, :class:`StorageError` when the outbox could not
-    keep them. ``on_ack`` hears every acknowledged event (a replay times them).
+    keep them. ``on_ack`` hears every acknowledged event (a replay times them);
+    ``on_finished`` hears the summary of a run that started, with the error it ends with,
+    so a failed run still reports what it inspected.
     """
     # OpenCV's pool and the engine's would fight over the same cores (measured: the
     # corrections cost 7 % of throughput with OpenCV's default pool on 2 cores, 2 % with 1).
@@ -106,26 +107,36 @@ def run_pipeline(
         echo=_print_status if interactive_terminal() else None,
     )
     metrics: MetricsServer | None = None
+    failure: InspectorError | None = None
     try:
         if settings.metrics.port is not None:
             metrics = MetricsServer(settings.metrics, pipeline, sinks)
             metrics.start()
-        with _stop_on_signals(pipeline, notifier):
+
+        def stop() -> None:
+            notifier.stopping()
+            pipeline.stop()
+
+        # Over the sinks' close too: a signal while it waits for the broker must not be
+        # Python's default (a traceback for SIGINT, an abrupt end for SIGTERM).
+        with StopSignals(on_stop=stop, on_hurry=sinks.stop_waiting).installed():
             notifier.ready(
                 f"inspecting {len(cameras)} camera(s) with {engine.card.name} "
                 f"on {settings.model.backend}"
             )
             watchdog.start()
-            failure: InspectorError | None = None
             try:
                 summary = pipeline.run()
             except InspectorError as exc:
                 failure = exc  # what was inspected before the failure is still delivered
-        sinks.stats(pipeline.stats_snapshot())  # the final figures
-        sinks.close()  # every result handed to every sink; what one could not deliver raises
+            sinks.stats(pipeline.stats_snapshot())  # the final figures
+            sinks.close()  # every result handed to every sink; what one could not deliver raises
         if failure is not None:
             raise failure
         return summary
+    except InspectorError as exc:
+        failure = exc
+        raise
     finally:
         watchdog.stop()
         if metrics is not None:
@@ -135,7 +146,10 @@ def run_pipeline(
             sinks.close(timeout=1.0)  # a no-op after a normal end; after a failure, a flush
         finally:
             engine.close()
-            log.info("run_finished", **summary_dict(pipeline.summary()))
+            final = pipeline.summary()
+            log.info("run_finished", **summary_dict(final))
+            if on_finished is not None:
+                on_finished(final, failure)
 
 
 def summary_dict(summary: RunSummary) -> dict[str, object]:
@@ -166,19 +180,3 @@ def status_line(stats: Mapping[str, Any], health: Mapping[str, SinkHealth] | Non
 
 def _print_status(line: str) -> None:
     print(f"inspector: {line}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _stop_on_signals(pipeline: Pipeline, notifier: SystemdNotifier) -> Iterator[None]:
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        notifier.stopping()
-        pipeline.stop()
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous: list[Any] = [signal.signal(signum, stop) for signum in signals]
-    try:
-        yield
-    finally:
-        for signum, handler in zip(signals, previous, strict=True):
-            signal.signal(signum, handler)

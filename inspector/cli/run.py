@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inspector.errors import InspectorError
+    from inspector.pipeline.runner import RunSummary
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -40,19 +46,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     # Imported here: `inspector --help` must not pay for the runtimes (see main.py).
     from inspector.config import load_settings
-    from inspector.daemon import run_pipeline, summary_dict
+    from inspector.daemon import run_pipeline
     from inspector.logs import configure_logging
 
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
-    summary = run_pipeline(settings)
-    if args.json:
-        print(json.dumps(summary_dict(summary)))
-    else:
-        print(
-            f"inspected {summary.frames_inferred} frames ({summary.tiles_inferred} tiles) "
-            f"in {summary.elapsed_s:.1f} s; {summary.events} defect events delivered; "
-            f"{summary.frames_dropped} frames dropped",
-            file=sys.stderr,
-        )
+    run_pipeline(settings, on_finished=partial(_report, as_json=args.json))
     return 0
+
+
+def _report(summary: RunSummary, error: InspectorError | None, *, as_json: bool) -> None:
+    """The run's summary, also when it fails (the error follows on stderr): what was
+    inspected and what became of its events is what the operator asks next."""
+    from inspector.daemon import summary_dict
+
+    if as_json:
+        outcome = {"exit_code": error.exit_code, "error": str(error)} if error else {}
+        print(json.dumps({**summary_dict(summary), **outcome}), flush=True)
+        return
+    delivered = "delivered" if error is None else "published, not all delivered (see below)"
+    print(
+        f"inspected {summary.frames_inferred} frames ({summary.tiles_inferred} tiles) "
+        f"in {summary.elapsed_s:.1f} s; {summary.events} defect events {delivered}; "
+        f"{summary.frames_dropped} frames dropped",
+        file=sys.stderr,
+    )

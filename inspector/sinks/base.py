@@ -108,6 +108,15 @@ class MeasuredSink(Protocol):
 
 
 @runtime_checkable
+class DeliveryWaitingSink(Protocol):
+    """A sink whose close waits for its receiver (MQTT's acks). ``stop_waiting`` (the third
+    stop signal) ends that wait where what is undelivered is kept on disk; called from any
+    thread."""
+
+    def stop_waiting(self) -> None: ...
+
+
+@runtime_checkable
 class EventDescribingSink(Protocol):
     """A sink that adds fields to the defect event before any sink sees it (the evidence
     sink names the pictures it will write). Runs on the results thread: names, no I/O."""

@@ -23,6 +23,7 @@ from inspector.publishing.acks import AckListener
 from inspector.sinks.base import (
     AcknowledgingSink,
     CaptureWatchingSink,
+    DeliveryWaitingSink,
     EventDescribingSink,
     FrameResult,
     MeasuredSink,
@@ -207,6 +208,12 @@ class FanOut:
         for worker in self._workers:
             if isinstance(worker.sink, AcknowledgingSink):
                 worker.sink.add_ack_listener(listener)
+
+    def stop_waiting(self) -> None:
+        """Tell each sink that waits for its receiver on closing to stop waiting (any thread)."""
+        for worker in self._workers:
+            if isinstance(worker.sink, DeliveryWaitingSink):
+                worker.sink.stop_waiting()
 
     def close(self, timeout: float = 10.0) -> None:
         """Let every sink finish its queue and close it; a best-effort sink gets ``timeout``

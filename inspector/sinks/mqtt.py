@@ -9,6 +9,7 @@ broker has not been reached yet, and reports what it could not deliver.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ class MqttSink:
         self._target: MqttPublisher | DurableSink = self._durable or self.publisher
         self._listeners: list[AckListener] = []
         self._snapshot_at: dict[str, float] = {}  # camera -> time.monotonic() of its last
+        self._stop_waiting = threading.Event()
 
     @classmethod
     def open(cls, settings: MqttSettings, config: Settings) -> MqttSink:
@@ -156,20 +158,34 @@ class MqttSink:
                 "outbox (disk full or failing); those not acknowledged by the broker are lost"
             )
 
+    def stop_waiting(self) -> None:
+        """End the wait for acks, where the outbox keeps what is undelivered for the next
+        start; without an outbox those events exist only in memory, so the wait goes on."""
+        if self._durable is not None:
+            self._stop_waiting.set()
+
     def _wait_for_delivery(self) -> None:
         deadline = time.monotonic() + self.settings.ack_timeout_s
         durable = self._durable
-        while durable is not None and durable.unsent() and time.monotonic() < deadline:
+
+        def waiting() -> bool:
+            return time.monotonic() < deadline and not self._stop_waiting.is_set()
+
+        while durable is not None and durable.unsent() and waiting():
             time.sleep(0.05)
-        unsent = durable.unsent() if durable is not None else 0
-        pending = unsent + self.publisher.wait_for_acks(max(0.0, deadline - time.monotonic()))
+        pending = self.publisher.acks.pending
+        while pending and waiting():
+            pending = self.publisher.wait_for_acks(min(0.1, max(0.0, deadline - time.monotonic())))
+        pending += durable.unsent() if durable is not None else 0
         if pending:
             where = f"{self.settings.host}:{self.settings.port}"
             kept = " (kept in the outbox for the next start)" if durable is not None else ""
-            raise BrokerError(
-                f"{pending} events not acknowledged by {where} within "
-                f"{self.settings.ack_timeout_s:g} s{kept}"
+            within = (
+                "before the stop was hurried"
+                if self._stop_waiting.is_set()
+                else f"within {self.settings.ack_timeout_s:g} s"
             )
+            raise BrokerError(f"{pending} events not acknowledged by {where} {within}{kept}")
 
 
 PLUGIN = SinkPlugin("mqtt", MqttSettings, MqttSink.open)
