@@ -28,6 +28,7 @@ from inspector.publishing.connection import (
     default_client_id,
     is_permanent,
     session_options,
+    wait_before_retry,
 )
 from inspector.publishing.settings import MqttSettings
 from inspector.publishing.topics import (
@@ -118,7 +119,11 @@ class MqttPublisher:
 
     def _keep_trying(self, on_connected: Callable[[], object]) -> None:
         delay_s = 1.0
-        while not self._stop_trying.wait(delay_s):
+        host, port = self._settings.host, self._settings.port
+        while True:
+            wait_before_retry(host, port, delay_s, lambda: not self._stop_trying.is_set())
+            if self._stop_trying.is_set():
+                return
             handshake = self._negotiate()
             if handshake.ok:
                 with self._cond:
