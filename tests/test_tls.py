@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -105,3 +106,47 @@ def test_a_wrong_password_is_one_clear_line_and_never_logged(
         f"inspector run: error: cannot connect to MQTT broker 127.0.0.1:{tls_broker.port}"
     )
     assert "wrong-password" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "make", "reason"),
+    [
+        ("ca_file", lambda folder: folder / "missing-ca.crt", "no such file"),
+        ("key_file", lambda folder: folder / "missing.key", "no such file"),
+        ("ca_file", lambda folder: folder, "is not a file"),
+        ("ca_file", lambda folder: _junk(folder / "junk.crt"), "not a PEM CA certificate"),
+        ("cert_file", lambda folder: _junk(folder / "junk.crt"), "not a PEM certificate"),
+    ],
+)
+def test_a_tls_file_that_cannot_be_loaded_is_named_in_one_line(
+    tmp_path: Path, tls_broker: Broker, key: str, make: Any, reason: str
+) -> None:
+    certs = tls_broker.config.parent
+    bad = make(tmp_path)
+    files = {"ca_file": certs / "ca.crt", "cert_file": certs / "client.crt",
+             "key_file": certs / "client.key", key: bad}  # fmt: skip
+    config = tmp_path / "line.toml"
+    config.write_text(
+        f'[line]\nid = "tls"\n[[cameras]]\nid = "cam0"\nsource = "{tmp_path}/none.mp4"\n'
+        f'[model]\npath = "{tmp_path}/m.onnx"\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
+        f"[mqtt]\nport = {tls_broker.port}\n[mqtt.tls]\n"
+        + "".join(f'{name} = "{path}"\n' for name, path in files.items())
+    )
+    build_color_model(tmp_path / "m.onnx", size=TILE)
+    video = tmp_path / "none.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
+    writer.write(np.full((TILE, TILE, 3), 60, np.uint8))
+    writer.release()
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 78, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"mqtt.tls.{key}" in lines[0] and str(bad) in lines[0] and reason in lines[0]
+
+
+def _junk(path: Path) -> Path:
+    path.write_text("this is not a certificate\n")
+    return path

@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from inspector.errors import ConfigError
-from inspector.publishing.settings import MqttSettings
+from inspector.publishing.settings import MqttSettings, TlsSettings
 
 Protocol = Literal["5", "3.1.1"]
 
@@ -114,12 +114,37 @@ def build_client(
                 keyfile=str(tls.key_file) if tls.key_file else None,
             )
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"mqtt.tls: cannot load TLS files: {exc}") from None
+            raise tls_failure(tls, exc) from None
         if tls.insecure:
             client.tls_insecure_set(True)
     client.connect_timeout = settings.connect_timeout_s
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
+
+
+def tls_failure(tls: TlsSettings, exc: Exception) -> ConfigError:
+    """The field, the file and the reason: paho and ssl name no file ("[Errno 2] No such file
+    or directory"), and an operator with three files must not guess which."""
+    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+    for key, path in files.items():
+        if path is not None and not path.is_file():
+            reason = "is not a file" if path.exists() else "no such file"
+            return ConfigError(f"mqtt.tls.{key}: {path}: {reason}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if tls.ca_file is not None:
+            context.load_verify_locations(str(tls.ca_file))
+    except (OSError, ssl.SSLError) as error:
+        return ConfigError(f"mqtt.tls.ca_file: {tls.ca_file}: not a PEM CA certificate ({error})")
+    try:
+        if tls.cert_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    except (OSError, ssl.SSLError) as error:
+        pair = f"{tls.cert_file}" + (f" and {tls.key_file}" if tls.key_file else "")
+        return ConfigError(
+            f"mqtt.tls.cert_file: {pair}: not a PEM certificate and its private key ({error})"
+        )
+    return ConfigError(f"mqtt.tls: cannot load TLS files: {exc}")
 
 
 def session_options(protocol: Protocol) -> dict[str, Any]:
