@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Generic, TypeVar
 
 import cv2
@@ -14,11 +15,18 @@ from inspector.errors import SourceError
 SettingsT = TypeVar("SettingsT", bound=SourceSettings)
 
 
+# FFmpeg's level for OpenCV's FFmpeg backend, read once, at its first use: AV_LOG_QUIET.
+_FFMPEG_LOG_LEVEL = "-8"
+
+
 def quiet_opencv() -> None:
-    """OpenCV's own warnings (``[ WARN:0@…] … can't open camera by index``) go straight to
-    stderr, outside the structured logs, and again on every reconnect attempt: what failed
-    is said once, in our SourceError line; OpenCV's errors still show."""
+    """OpenCV's own warnings (``[ WARN:0@…] … can't open camera by index``) and FFmpeg's
+    (``[mov,mp4,… @ 0x…] moov atom not found``, ``[tcp @ 0x…] Connection … refused``) go
+    straight to stderr, outside the structured logs, and again on every reconnect attempt:
+    what failed is said once, in our SourceError line; OpenCV's errors still show. To see
+    FFmpeg's lines while debugging a camera, set ``OPENCV_FFMPEG_LOGLEVEL=24`` (warnings)."""
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", _FFMPEG_LOG_LEVEL)
 
 
 class OpenCvSource(Generic[SettingsT]):
