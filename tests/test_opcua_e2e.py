@@ -180,9 +180,10 @@ def test_the_nodes_hold_the_last_verdict_and_counts_and_online_ends_false(
 def test_anonymous_and_wrong_passwords_are_refused(
     looping_line: Path, mosquitto: Any, verdict_subscriber: Any
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     cameras = '[[cameras]]\nid = "cam0"\nsource = "line.mp4"\nrealtime = true\nloop = true\n'
-    line = write_config(looping_line, mosquitto.port, cameras, opcua_section(port))
+    extra = opcua_section(port) + f"[metrics]\nport = {metrics_port}\n"
+    line = write_config(looping_line, mosquitto.port, cameras, extra)
     daemon = start_daemon(looping_line)
 
     async def attempts() -> dict[str, Any]:
@@ -203,6 +204,8 @@ def test_anonymous_and_wrong_passwords_are_refused(
 
     try:
         outcomes = asyncio.run(attempts())
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            metrics_text = response.read().decode()
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=60)
@@ -210,6 +213,21 @@ def test_anonymous_and_wrong_passwords_are_refused(
     assert outcomes["anonymous"] is BadIdentityTokenRejected
     assert outcomes["wrong"] is BadUserAccessDenied
     assert outcomes["values"]["Online"] is True
+    # each refusal one line of the daemon's, no traceback, no lines of asyncua's, counted
+    refusals = [json.loads(x) for x in err.splitlines() if "opcua_login_refused" in x]
+    assert [(r["reason"], r["status"]) for r in refusals] == [
+        ("not_offered", "BadIdentityTokenRejected"),
+        ("password", "BadUserAccessDenied"),
+    ]
+    assert "Traceback" not in err and "guess" not in err and PASSWORD not in err
+    assert "service fault" not in err and "UserIdentityToken" not in err
+    refused = {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(metrics_text)
+        for s in family.samples
+        if s.name == "inspector_opcua_logins_refused_total"
+    }
+    assert refused == {"not_offered": 1, "password": 1, "certificate": 0, "invalid_token": 0}
 
 
 def test_a_plc_that_disconnects_or_misbehaves_changes_nothing(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
 import logging
 import socket
 import threading
@@ -28,11 +27,10 @@ from typing import Any
 import structlog
 from asyncua import ua
 from asyncua.crypto import uacrypto
-from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
-from asyncua.server.user_managers import UserManager
 
 from inspector.errors import ConfigError
+from inspector.sinks._opcua_auth import REASONS, Gate, GatedServer, identity_tokens
 from inspector.sinks.base import Verdict
 from inspector.sinks.opcua import OpcUaSettings
 
@@ -112,32 +110,6 @@ def _der(certificate: Any) -> bytes:
     return bytes(uacrypto.der_from_x509(certificate))  # type: ignore[no-untyped-call]
 
 
-class _Users(UserManager):
-    """Who may open a session: the configured user, a trusted client certificate, or, where
-    allowed, anyone."""
-
-    def __init__(self, settings: OpcUaSettings, trusted: Sequence[bytes]) -> None:
-        self.settings, self.trusted = settings, list(trusted)
-
-    def get_user(
-        self, iserver: Any, username: str | None = None, password: str | None = None,
-        certificate: Any = None,
-    ) -> User | None:  # fmt: skip
-        s = self.settings
-        if certificate is not None and self.trusted:
-            return User(role=UserRole.User, name="certificate") if any(
-                hmac.compare_digest(certificate, der) for der in self.trusted
-            ) else None  # fmt: skip
-        if username is not None:
-            if s.username is None or s.password is None:
-                return None
-            expected = s.password.get_secret_value().encode()
-            same_name = hmac.compare_digest(username.encode(), s.username.encode())
-            same_word = hmac.compare_digest((password or "").encode(), expected)
-            return User(role=UserRole.User, name=username) if same_name and same_word else None
-        return User(role=UserRole.User, name="anonymous") if s.allow_anonymous else None
-
-
 class OpcUaServer:
     def __init__(self, settings: OpcUaSettings, line: str, cameras: Sequence[str]) -> None:
         self.settings, self.line = settings, line
@@ -148,6 +120,7 @@ class OpcUaServer:
         self._started = threading.Event()
         self._error: ConfigError | None = None
         self._server: Server | None = None
+        self._gate: Gate | None = None
         self._nodes: dict[tuple[str, str], ua.NodeId] = {}
         self._pending: list[tuple[str, Any]] = []
         self._wake: asyncio.Event | None = None
@@ -189,6 +162,12 @@ class OpcUaServer:
     def sessions(self) -> int:
         server = self._server
         return len(server.bserver.clients) if server is not None and server.bserver else 0
+
+    @property
+    def logins_refused(self) -> dict[str, int]:
+        """Refused logins by reason (``_opcua_auth.REASONS``, or an OPC UA status name)."""
+        gate = self._gate
+        return dict(gate.refused) if gate is not None else dict.fromkeys(REASONS, 0)
 
     def stop(self) -> None:
         """``Online`` false for every camera, a grace period for subscribed PLCs to be told,
@@ -271,7 +250,8 @@ class OpcUaServer:
         s = self.settings
         trusted = [await self._certificate(path, "trusted_certificates") for path in
                    s.trusted_certificates]  # fmt: skip
-        server = Server(user_manager=_Users(s, [_der(c) for c in trusted]))
+        self._gate = Gate(s, [_der(c) for c in trusted])
+        server = Server(iserver=GatedServer(user_manager=self._gate))
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"line-inspector {self.line}")
@@ -283,14 +263,7 @@ class OpcUaServer:
                                         ua.SecurityPolicyType.Basic256Sha256_Sign])  # fmt: skip
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        tokens: list[type] = []
-        if s.allow_anonymous:
-            tokens.append(ua.AnonymousIdentityToken)
-        if s.username is not None:
-            tokens.append(ua.UserNameIdentityToken)
-        if s.trusted_certificates:
-            tokens.append(ua.X509IdentityToken)
-        server.set_identity_tokens(tokens)
+        server.set_identity_tokens(identity_tokens(s))
         await self._address_space(server)
         try:
             _check_port(s.host, s.port)  # before asyncua, which would log a traceback

@@ -6,7 +6,10 @@ it verdicts (a thread-safe call that never waits), so a PLC client that is slow,
 or misbehaves costs the server's thread, never inspection. Anonymous access is off unless
 ``allow_anonymous = true``; clients log in with the configured username and password, or
 with a client certificate listed in ``trusted_certificates`` (which needs the server's own
-``certificate`` and ``private_key``: then only signed and encrypted endpoints are offered).
+``certificate`` and ``private_key``: then only signed and encrypted endpoints are offered,
+and every client application's certificate must be trusted). Where a password and
+certificates are both configured, a client needs both. The whole matrix, and how a refusal
+is logged and counted: ``_opcua_auth``.
 ``Online`` is true while a camera delivers, and turns false when the daemon stops.
 
 asyncua is imported only when the sink opens (extra ``[opcua]``).
@@ -41,7 +44,9 @@ class OpcUaSettings(SinkSettings):
     )
     private_key: Path | None = Field(default=None, description="the server certificate's key")
     trusted_certificates: list[Path] = Field(
-        default_factory=list, description="client certificates that may log in with themselves"
+        default_factory=list,
+        description="the client applications' certificates let in (where no password is set, "
+        "a login with one of them)",
     )
     allow_anonymous: bool = False
     offline_grace_s: float = Field(
@@ -129,6 +134,10 @@ class OpcUaSink:
                        self.server.sessions),
             SinkMetric("inspector_opcua_updates", "Verdicts written to the OPC UA nodes",
                        "counter", self.server.updates),
+        ] + [
+            SinkMetric("inspector_opcua_logins_refused", "OPC UA logins refused, by reason",
+                       "counter", count, (("reason", reason),))
+            for reason, count in sorted(self.server.logins_refused.items())
         ]  # fmt: skip
 
     def close(self) -> None:
