@@ -155,8 +155,9 @@ def test_the_size_bound_holds_on_disk_after_every_add(tmp_path: Path) -> None:
 
 
 def test_eviction_goes_by_capture_time_not_insertion_order(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path / "e", max_mb=0.05, max_days=30, clock=lambda: NOW)
-    big = {"frame.jpg": os.urandom(20_000)}
+    # 0.2 MiB: the index's files and the folders (about 72 KiB) and two of these pictures.
+    store = EvidenceStore(tmp_path / "e", max_mb=0.2, max_days=30, clock=lambda: NOW)
+    big = {"frame.jpg": os.urandom(50_000)}
     store.add_event("a", "cam0", 1, NOW, [], [], big)
     store.add_event("old", "cam0", 2, NOW - timedelta(hours=1), [], [], big)
     store.add_event("b", "cam0", 3, NOW + timedelta(seconds=1), [], [], big)  # one must go

@@ -42,6 +42,8 @@ _FIELDS = (
 )
 _SELECT = f"SELECT {_FIELDS}, id FROM items"
 _OLDEST_FIRST = "ORDER BY captured_epoch, id"
+_WAL_LIMIT_BYTES = 64 * 1024
+_WAL_AUTOCHECKPOINT_PAGES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,14 @@ class Index:
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10
             )
+            # Set before the first table exists, so a new index gives freed pages back to the
+            # disk (an old one keeps its pages for reuse: the store counts them either way).
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
+            # The WAL counts in the store's bound: kept to a few pages between the store's
+            # own checkpoints (compact), and cut back to this size when SQLite restarts it.
+            self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
             # A commit survives a killed process; a power cut may lose the last rows, whose
             # files then become orphans for tidy, never the other way round.
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -174,6 +183,22 @@ class Index:
             f"{_SELECT} WHERE {clause} {order} LIMIT ?", (*(v for _, v in where), limit)
         )
         return [_item(row) for row in rows]
+
+    def compact(self) -> None:
+        """Give freed pages back to the disk and fold the WAL into the database, truncating
+        it. Never waits: a reader (an export from another process) that holds the WAL makes
+        this a no-op until the next call, and the WAL stays within its autocheckpoint."""
+        self._db.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step
+        (timeout,) = self._db.execute("PRAGMA busy_timeout").fetchone()
+        self._db.execute("PRAGMA busy_timeout=0")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout)}")
+
+    def page_size(self) -> int:
+        (size,) = self._db.execute("PRAGMA page_size").fetchone()
+        return int(size)
 
     def close(self) -> None:
         self._db.close()

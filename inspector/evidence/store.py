@@ -21,8 +21,10 @@ folder synced) before the row naming them is committed; rows are deleted before 
 files. A SIGKILL or a power cut at any point leaves at worst files that no row names, which
 :meth:`EvidenceStore.tidy` (run at open) deletes; never a row without its files.
 
-Bounds: ``max_mb`` (MiB of disk: each file counted in whole filesystem blocks) and
-``max_days``, checked before every add. The index itself is not counted.
+Bounds: ``max_mb`` (MiB of disk for the whole folder: pictures in whole filesystem blocks,
+plus the index's files and the folders as allocated, :mod:`.footprint`) and ``max_days``,
+checked before every add. After each add or delete the index's WAL is checkpointed and
+truncated, so what the folder takes tracks what it holds.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from inspector.evidence.files import (
     safe_name,
     write_files,
 )
+from inspector.evidence.footprint import Footprint
 from inspector.evidence.index import EvidenceItem, Index, Kind, Stored
 from inspector.frames import iso_utc, utc_now
 
@@ -86,13 +89,19 @@ class EvidenceStore:
         self.refused = 0  # items larger than the whole bound
         self.evicted = 0  # items deleted to make room
         self.expired = 0  # items deleted for their age
-        self.used_bytes = 0
+        self.compact_errors = 0  # checkpoints that failed (the WAL stays until the next)
+        self.used_bytes = 0  # the pictures, in whole blocks: what the rows say
+        self.overhead_bytes = 0  # the index's files and the folders, last measured
         self.count = 0
         self._lock = threading.Lock()
         self._lock_fd = open_folder(self.root)
         try:
             self._index = Index(self.root / INDEX)
             self._block = max(1, os.statvfs(self.root).f_frsize)
+            self._footprint = Footprint(self.root)
+            # What an add may grow besides its pictures before it is measured again: two new
+            # folders (camera, date) and a few index pages (its row, the b-tree's split).
+            self._slack = 2 * self._block + 4 * self._index.page_size()
             self.tidy()
             self.expire()
         except BaseException as exc:
@@ -175,7 +184,7 @@ class EvidenceStore:
                 known = self._index.paths_of(item.kind, item.event_id, tile)
                 if known is not None:
                     return known
-                if size > self.max_bytes:
+                if size > self.max_bytes - self._footprint.index_bytes() - self._slack:
                     self.refused += 1
                     log.warning(
                         "evidence_too_large",
@@ -186,13 +195,14 @@ class EvidenceStore:
                     )
                     return []
                 self._expire(self.clock())
-                self._make_room(self.max_bytes - size)
+                self._make_room(self._room() - self._slack - size)
                 write_files(self.root, paths, files.values())  # cleans up after itself
                 written = True
                 self._index.insert(item)
             except (OSError, sqlite3.Error) as exc:  # disk full, I/O error: inspection goes on
                 if written:
                     remove_files(self.root, paths)
+                self._footprint.touched(paths)  # a folder made for them may be left, or gone
                 self.write_errors += 1
                 if self.write_errors & (self.write_errors - 1) == 0:  # 1, 2, 4...: not per frame
                     log.warning(
@@ -205,9 +215,31 @@ class EvidenceStore:
                 return []
             self.used_bytes += size
             self.count += 1
-            return list(paths)
+            self._compact(paths)
+            # The slack is an estimate: if the index or a folder grew past it, older items
+            # make up for it now (this one too, if it is the oldest), so the bound holds when
+            # this add returns.
+            self._make_room(self._room())
+            return list(paths) if self._index.paths_of(item.kind, item.event_id, tile) else []
 
     # --- retention -----------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """Bytes the pictures may take now: the bound less the index and the folders."""
+        self.overhead_bytes = self._footprint.bytes()
+        return self.max_bytes - self.overhead_bytes
+
+    def _compact(self, paths: Iterable[str]) -> None:
+        """After files came or went: the index shrunk to its content (its WAL truncated),
+        the folders that held ``paths`` measured again. A failure (a full disk mid
+        checkpoint) loses nothing: the WAL is folded in at the next call."""
+        try:
+            self._index.compact()
+        except sqlite3.Error as exc:
+            self.compact_errors += 1
+            if self.compact_errors & (self.compact_errors - 1) == 0:  # 1, 2, 4...
+                log.warning("evidence_compact_failed", root=str(self.root), error=str(exc))
+        self._footprint.touched(paths)
 
     def _make_room(self, room: int) -> None:
         """Delete the oldest items (by capture time, then id) until at most ``room`` bytes
@@ -244,7 +276,9 @@ class EvidenceStore:
         self._index.delete(victim.id for victim in victims)
         self.used_bytes -= sum(victim.bytes for victim in victims)
         self.count -= len(victims)
-        remove_files(self.root, (path for victim in victims for path in victim.paths))
+        paths = [path for victim in victims for path in victim.paths]
+        remove_files(self.root, paths)
+        self._compact(paths)
 
     def tidy(self) -> None:
         """Make the folder and the index agree: drop rows with a file missing, delete files
@@ -265,6 +299,9 @@ class EvidenceStore:
                 (self.root / path).unlink(missing_ok=True)
             remove_empty_folders(self.root)
             self.used_bytes, self.count = self._index.totals()
+            self._compact(())
+            self._footprint.rescan()
+            self.overhead_bytes = self._footprint.bytes()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -286,6 +323,7 @@ class EvidenceStore:
             return {
                 "items": self.count,
                 "used_bytes": self.used_bytes,
+                "disk_bytes": self.used_bytes + self.overhead_bytes,
                 "max_bytes": self.max_bytes,
                 "write_errors": self.write_errors,
                 "refused": self.refused,

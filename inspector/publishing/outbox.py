@@ -7,6 +7,12 @@ published again, oldest first, before new events (consumers drop duplicates by
 a committed event survives the process being killed; only a power cut can take the
 last few commits. The outbox is bounded; when full it says so loudly and gives up
 the oldest (or newest) event, as configured.
+
+On disk it takes what it holds: the WAL is kept small (autocheckpoint, journal_size_limit)
+and truncated after deliveries, and a new outbox gives freed pages back (auto_vacuum). A
+disk filled by something else still takes ``outbox.reserve_mb`` of events: a preallocated
+file beside it (:mod:`.reserve`) is given back step by step when a write finds the disk
+full, and grows again once there is room.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -25,12 +32,17 @@ import structlog
 
 from inspector.errors import ConfigError
 from inspector.publishing.acks import AckListener
+from inspector.publishing.reserve import Reserve, checkpoint, with_room
+from inspector.publishing.settings import RESERVE_MB
 
 log = structlog.get_logger(__name__)
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
-_RESERVE_BYTES = 256 * 1024  # room for a few WAL frames of deletes
+# The WAL between checkpoints: SQLite's default (1000 pages) leaves a 4 MB file for good.
+_WAL_AUTOCHECKPOINT_PAGES = 128
+_WAL_LIMIT_BYTES = 512 * 1024  # what a restarted WAL is cut back to
+_COMPACT_EVERY_S = 1.0  # a truncating checkpoint after deliveries, at most this often
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -83,7 +95,13 @@ def _lock_file(path: Path) -> int:
 class Outbox:
     """Thread-safe: written by the pipeline, emptied by paho's network thread."""
 
-    def __init__(self, path: Path, max_events: int, when_full: WhenFull = "drop_oldest") -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_events: int,
+        when_full: WhenFull = "drop_oldest",
+        reserve_mb: float = RESERVE_MB,
+    ) -> None:
         self.path = path
         self.max_events = max_events
         self.when_full = when_full
@@ -94,26 +112,29 @@ class Outbox:
         self._unremoved: set[str] = set()
         self._lock = threading.Lock()
         self._lock_fd = _lock_file(path)
-        # Space kept aside on the outbox's disk: released when the disk is full, so that the
-        # rows of acknowledged events can still be deleted instead of sent again next start.
-        self._reserve = path.with_name(path.name + ".reserve")
-        try:
-            if not self._reserve.exists():
-                self._reserve.write_bytes(bytes(_RESERVE_BYTES))
-        except OSError as exc:
-            log.warning("outbox_reserve_failed", path=str(self._reserve), error=str(exc))
+        self._compacted_at = 0.0
+        self._closed = False
         try:
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10
             )
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes only on a new file
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             self._db.execute(_SCHEMA)
             _migrate(self._db)
             (self._count,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
         except (OSError, sqlite3.DatabaseError) as exc:
             os.close(self._lock_fd)
             raise ConfigError(f"{path}: cannot open the outbox: {exc}") from None
+        try:  # after the database: a reserve must not take the room its schema needs
+            self._reserve = Reserve(path.with_name(path.name + ".reserve"), int(reserve_mb * 2**20))
+        except OSError as exc:
+            self._db.close()
+            os.close(self._lock_fd)
+            raise ConfigError(f"{path}: cannot make the outbox's reserve: {exc.strerror}") from None
 
     def __len__(self) -> int:
         with self._lock:
@@ -125,27 +146,44 @@ class Outbox:
         publishes it either way."""
         with self._lock:
             self._delete_unremoved()
+            if self._count >= self.max_events and self.when_full == "drop_newest":
+                self._full(event_id)
+                return False
             try:
-                if self._count >= self.max_events:
-                    if self.when_full == "drop_newest":
-                        self._full(event_id)
-                        return False
-                    oldest = self._db.execute(
-                        "SELECT event_id FROM events ORDER BY seq LIMIT 1"
-                    ).fetchone()
-                    self._db.execute("DELETE FROM events WHERE event_id = ?", oldest)
-                    self._count -= 1
-                    self._full(oldest[0])
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO events (event_id, payload, topic) VALUES (?, ?, ?)",
-                    (event_id, payload, topic),
+                dropped, added = with_room(
+                    self._db, self._reserve, lambda: self._insert(event_id, payload, topic)
                 )
-                self._count += cursor.rowcount
-                return True
             except sqlite3.Error as exc:  # disk full, I/O error: inspection must go on
                 self.write_errors += 1
                 log.error("outbox_write_failed", event_id=event_id, error=str(exc))
                 return False
+            if dropped is not None:
+                self._count -= 1
+                self._full(dropped)
+            self._count += added
+            if self._reserve.in_use:
+                # On a full disk the WAL's room is the reserve's: folded in after each write,
+                # the reserve goes to events, not to a WAL of frames that repeat pages.
+                checkpoint(self._db)
+            self._reserve.refill()
+            return True
+
+    def _insert(self, event_id: str, payload: bytes, topic: str | None) -> tuple[str | None, int]:
+        """In one transaction, so that a retry after a full disk finds nothing half done: the
+        oldest event given up to make room (or None), and 1 if this one was new."""
+        dropped: str | None = None
+        self._db.execute("BEGIN IMMEDIATE")
+        if self._count >= self.max_events:
+            (dropped,) = self._db.execute(
+                "SELECT event_id FROM events ORDER BY seq LIMIT 1"
+            ).fetchone()
+            self._db.execute("DELETE FROM events WHERE event_id = ?", (dropped,))
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO events (event_id, payload, topic) VALUES (?, ?, ?)",
+            (event_id, payload, topic),
+        )
+        self._db.execute("COMMIT")
+        return dropped, cursor.rowcount
 
     def _full(self, dropped_id: str) -> None:
         self.dropped += 1
@@ -164,35 +202,53 @@ class Outbox:
             self._delete_unremoved()
 
     def _delete_unremoved(self) -> None:
-        """Delete acknowledged rows in one transaction; on a full disk, give up the reserve
-        file once, so that a delete (which needs WAL space too) can still go through."""
+        """Delete acknowledged rows in one transaction; a delete needs WAL space too, so on
+        a full disk it may take from the reserve like a write."""
         if not self._unremoved:
             return
-        for _ in range(2):
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                cursor = self._db.executemany(
-                    "DELETE FROM events WHERE event_id = ?", [(e,) for e in self._unremoved]
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:  # kept, and tried again with the next ack or at close
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if self._release_reserve():
-                    continue
-                log.warning("outbox_remove_failed", events=len(self._unremoved), error=str(exc))
-                return
-            self._count -= cursor.rowcount
-            self._unremoved.clear()
-            return
-
-    def _release_reserve(self) -> bool:
         try:
-            self._reserve.unlink()
-        except FileNotFoundError:
-            return False
-        log.error("outbox_disk_full", path=str(self.path), note="reserve released for deletes")
-        return True
+            deleted = with_room(self._db, self._reserve, self._delete_acknowledged)
+        except sqlite3.Error as exc:  # kept, and tried again with the next ack or at close
+            log.warning("outbox_remove_failed", events=len(self._unremoved), error=str(exc))
+            return
+        self._count -= deleted
+        self._unremoved.clear()
+        self._compact()
+
+    def _delete_acknowledged(self) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        cursor = self._db.executemany(
+            "DELETE FROM events WHERE event_id = ?", [(e,) for e in self._unremoved]
+        )
+        self._db.execute("COMMIT")
+        return cursor.rowcount
+
+    def _compact(self, force: bool = False) -> None:
+        """After deliveries, at most once a second: freed pages back to the disk (a new
+        outbox's), the WAL folded in and truncated, the reserve grown back if it was used.
+        A failure (the disk full mid checkpoint) loses nothing; the next one catches up."""
+        now = time.monotonic()
+        if not force and now - self._compacted_at < _COMPACT_EVERY_S:
+            return
+        self._compacted_at = now
+        try:
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step
+        except sqlite3.Error as exc:
+            log.debug("outbox_vacuum_failed", path=str(self.path), error=str(exc))
+        checkpoint(self._db)
+        self._reserve.refill(at_once=force)
+
+    @property
+    def reserve_bytes(self) -> int:
+        """What the reserve holds now (``outbox.reserve_mb`` when it is whole)."""
+        with self._lock:
+            return self._reserve.held
+
+    @property
+    def reserve_used(self) -> int:
+        """Steps of the reserve given to events or deletes on a full disk, over this run."""
+        with self._lock:
+            return self._reserve.released
 
     @property
     def undeletable(self) -> int:
@@ -223,6 +279,9 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:  # a second close (a test's finally, a sink's) does nothing
+                return
+            self._closed = True
             self._delete_unremoved()
             if self._unremoved:
                 log.error(
@@ -231,7 +290,9 @@ class Outbox:
                     events=len(self._unremoved),
                     note="acknowledged, will be sent again at the next start",
                 )
+            self._compact(force=True)
             self._db.close()
+            self._reserve.close()
             os.close(self._lock_fd)  # releases the flock
 
 
@@ -299,7 +360,9 @@ class DurableSink:
 
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
         stats = {**stats, "outbox": {"backlog": len(self.outbox), "dropped": self.outbox.dropped,
-                                     "write_errors": self.outbox.write_errors}}  # fmt: skip
+                                     "write_errors": self.outbox.write_errors,
+                                     "reserve_bytes": self.outbox.reserve_bytes,
+                                     "reserve_used": self.outbox.reserve_used}}  # fmt: skip
         self.publisher.publish_stats(stats)
 
 

@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 
 from inspector.sections import Section, SinkSettings
 
+RESERVE_MB = 8.0  # a few thousand events: minutes of a line's output with the disk full
+
 # A DNS name or an IPv4 address, or an IPv6 address (hex digits and colons); no port.
 _HOST = re.compile(
     r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?"  # a name or IPv4
@@ -77,3 +79,16 @@ class OutboxSettings(Section):
     when_full: Literal["drop_oldest", "drop_newest"] = Field(
         default="drop_oldest", description="which event to give up when max_events is reached"
     )
+    reserve_mb: float = Field(
+        default=RESERVE_MB,
+        description="MiB preallocated beside the outbox at start (<outbox>.reserve) and given "
+        "back to it when the disk is full, so events that fit are kept; 0 = none",
+    )
+
+    @field_validator("reserve_mb")
+    @classmethod
+    def _a_size(cls, value: float) -> float:
+        # pydantic's ge= would say "greater than or equal to 0" without the key's meaning.
+        if not value >= 0:  # NaN too
+            raise ValueError(f"must be 0 (none) or more MiB, got {value:g}")
+        return value

@@ -185,8 +185,9 @@ class EvidenceSink:
     def metrics(self) -> list[SinkMetric]:
         figures = self.store.stats()
         return [
-            SinkMetric("inspector_evidence_bytes", "Bytes the evidence store holds on disk",
-                       "gauge", figures["used_bytes"]),
+            SinkMetric("inspector_evidence_bytes",
+                       "Bytes the evidence folder takes on disk (pictures, index, folders)",
+                       "gauge", figures["disk_bytes"]),
             SinkMetric("inspector_evidence_items", "Events and tiles in the evidence store",
                        "gauge", figures["items"]),
             SinkMetric("inspector_evidence_write_errors",

@@ -48,9 +48,10 @@ class MqttSink:
         """Open the outbox and the connection; raise ConfigError for what no retry heals, and
         BrokerError for a broker that is down when there is no outbox to wait in."""
         outbox: Outbox | None = None
-        if config.outbox.enabled:
-            assert config.outbox.path is not None  # load_settings fills in the default
-            outbox = Outbox(config.outbox.path, config.outbox.max_events, config.outbox.when_full)
+        kept = config.outbox
+        if kept.enabled:
+            assert kept.path is not None  # load_settings fills in the default
+            outbox = Outbox(kept.path, kept.max_events, kept.when_full, kept.reserve_mb)
         sink = cls(settings, config.line.id, outbox)
         try:
             if sink._durable is None:
