@@ -57,8 +57,16 @@ class UiSettings(SinkSettings):
     jpeg_quality: int = Field(default=70, ge=10, le=100)
     events: int = Field(default=100, ge=1, le=10_000, description="defects kept for the page")
     max_pages: int = Field(default=16, ge=1, le=1000, description="live pages at once")
-    max_connections: int = Field(default=64, ge=4, le=10_000)
-    idle_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    max_connections: int = Field(
+        default=64, ge=4, le=10_000, description="open at once; idle ones make room first"
+    )
+    max_pending_per_client: int = Field(
+        default=8, ge=1, le=10_000, description="connections without a request, per address"
+    )
+    header_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="to send a whole request head after connecting"
+    )
+    idle_timeout_s: float = Field(default=10.0, gt=0, le=3600, description="kept alive")
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> Self:
@@ -66,6 +74,15 @@ class UiSettings(SinkSettings):
             raise ValueError(
                 f"host {self.host!r} is not loopback: set ui.token (or "
                 "INSPECTOR__UI__TOKEN) so that only people given it can open the page"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _room_beside_the_live_pages(self) -> Self:
+        if self.max_connections < self.max_pages + 4:
+            raise ValueError(
+                f"max_connections ({self.max_connections}) must be max_pages "
+                f"({self.max_pages}) + 4 or more: live pages would take every connection"
             )
         return self
 
@@ -115,8 +132,10 @@ class UiSink:
             state, evidence_root, settings.token, settings.max_pages, 1.0 / settings.frame_fps
         )
         server = UiServer(
-            app, settings.host, settings.port, settings.max_connections, settings.idle_timeout_s
-        )
+            app, settings.host, settings.port, settings.max_connections, settings.idle_timeout_s,
+            header_timeout_s=settings.header_timeout_s,
+            max_pending_per_client=settings.max_pending_per_client, refusals=state.refused,
+        )  # fmt: skip
         server.start()
         return cls(state, server)
 
@@ -146,6 +165,10 @@ class UiSink:
                        "gauge", self.state.live_pages),
             SinkMetric("inspector_ui_frames_encoded", "Pictures drawn for the page",
                        "counter", self.state.frames_encoded),
+            *(SinkMetric("inspector_ui_refused",
+                         "Connections and requests the page's server turned away, by reason",
+                         "counter", count, (("reason", reason),))
+              for reason, count in self.state.refused.counts().items()),
         ]  # fmt: skip
 
     def close(self) -> None:

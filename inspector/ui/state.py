@@ -21,6 +21,7 @@ from urllib.parse import quote
 from inspector.evidence.pictures import encode_jpeg
 from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
 from inspector.ui.picture import tile_verdict_picture
+from inspector.ui.refusals import Refusals
 
 WINDOW_S = 3600  # the counts cover the last hour
 BUCKET_S = 60  # in minutes: the chart's bars
@@ -92,6 +93,7 @@ class LiveState:
         self.version = 0  # bumped on every change: a live page pushes when it moves
         self.frames_encoded = 0
         self.live_pages = 0  # open event streams (the app counts them)
+        self.refused = Refusals()  # what the app and its server turned away, for /metrics
         self.closing = threading.Event()  # set before the server stops: live streams end
 
     # -- written by the sink ---------------------------------------------------------------
