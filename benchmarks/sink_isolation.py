@@ -25,7 +25,8 @@ from typing import Any
 from inspector.config import load_settings
 from inspector.daemon import run_pipeline
 from inspector.pipeline.runner import RunSummary
-from inspector.sinks import FrameResult, Sink, SinkHealth
+from inspector.sinks import Sink
+from inspector.types.results import FrameResult, SinkHealth
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,11 +26,11 @@ from inspector.service.metrics import MetricsServer
 from inspector.service.stop_signals import StopSignals
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
-from inspector.sinks.base import SinkHealth
 from inspector.sinks.registry import open_sinks
 from inspector.sinks.ui import LineWatcher
 from inspector.tiling import TileMask
 from inspector.tiling.fit import check_tiles_fit
+from inspector.types.results import SinkHealth
 
 log = structlog.get_logger(__name__)
 

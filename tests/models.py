@@ -18,8 +18,9 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.engines.card import InputSpec, ModelCard, write_card
+from inspector.engines.card import write_card
 from inspector.engines.normalize import BT601_RGB, Tiles, _as_batch
+from inspector.types.card import InputSpec, ModelCard
 
 OPSET = 17
 # IR 8 is the oldest that carries opset 17; keeping it low lets older

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from inspector.config import Settings
-from inspector.sinks import FrameResult, SinkHealth
 from inspector.sinks.registry import SinkPlugin, SinkSettings
+from inspector.types.results import FrameResult, SinkHealth
 
 
 class RecordingSettings(SinkSettings):

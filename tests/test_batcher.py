@@ -11,11 +11,11 @@ import pytest
 from models import normalize_reference
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
-from inspector.engines.card import InputSpec
 from inspector.engines.normalize import TileNormalizer
-from inspector.frames import Frame, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.tiling import TileMask, Tiler
+from inspector.types.card import InputSpec
+from inspector.types.frames import Frame, utc_now
 
 TILE = 8
 SPEC = InputSpec(

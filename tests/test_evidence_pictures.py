@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.engines.card import ModelCard
 from inspector.evidence.pictures import (
     BOX_COLOR,
     PictureError,
@@ -19,7 +18,9 @@ from inspector.evidence.pictures import (
     uncertain_tiles,
     uncertain_tiles_for,
 )
-from inspector.pipeline.postprocess import Region, VerdictRule
+from inspector.pipeline.postprocess import VerdictRule
+from inspector.types.card import ModelCard
+from inspector.types.results import Region
 
 
 def noise(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
-from inspector.frames import Frame, utc_now
+from inspector.types.frames import Frame, utc_now
 
 
 def make_frame(frame_id: int, camera: str = "cam0") -> Frame:

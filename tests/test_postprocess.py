@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from models import build_color_model
 
-from inspector.engines.card import ModelCard
-from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule, merge_regions, softmax
+from inspector.pipeline.postprocess import VerdictRule, merge_regions, softmax
 from inspector.tiling import Tiler
+from inspector.types.card import ModelCard
+from inspector.types.tiles import NO_DEFECT
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from inspector.acceptance.truth import load_truth
 from inspector.cli.watch import render
 from inspector.config import Settings, load_settings
-from inspector.engines.card import ModelCard, read_card
+from inspector.engines.card import read_card
 from inspector.errors import EX_CONFIG, EX_DATAERR, ConfigError, DatasetError, ModelError
+from inspector.types.card import ModelCard
 
 # The profile these run under in CI: a modest number of examples, no per-example deadline
 # (a loaded 2-core runner is slow, not wrong), no example database left in the checkout.

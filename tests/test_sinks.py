@@ -18,11 +18,11 @@ from test_faults import write_line
 from inspector.config import load_settings
 from inspector.daemon import run_pipeline
 from inspector.errors import BrokerError, ConfigError
-from inspector.frames import Frame, utc_now
 from inspector.publishing.settings import MqttSettings
-from inspector.sinks import FanOut, FrameResult, SinkHealth
-from inspector.sinks.base import SinkMetric
+from inspector.sinks import FanOut
 from inspector.sinks.registry import register, sink_plugins, unregister
+from inspector.types.frames import Frame, utc_now
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric
 
 pytestmark = pytest.mark.e2e
 

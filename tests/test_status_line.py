@@ -18,7 +18,7 @@ from mqtt_helpers import Broker
 from test_run_e2e import write_video
 
 from inspector.daemon import status_line
-from inspector.sinks.base import SinkHealth
+from inspector.types.results import SinkHealth
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ from trt_fakes import FakeContext, FakeCudart, FakeTrt
 
 from inspector.cli import build_engine as build_engine_cli
 from inspector.engines import create_engine
-from inspector.engines.card import ModelCard, write_card
+from inspector.engines.card import write_card
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import (
     PlanMetadata,
@@ -46,7 +46,8 @@ from inspector.engines.scheduler import SchedulerFull, StreamScheduler
 from inspector.engines.tensorrt_engine import TensorRtEngine, TensorRtSettings
 from inspector.engines.trt_build import CudaError, build_engine, fp16_route
 from inspector.errors import EX_CONFIG, EX_USAGE, ModelError
-from inspector.sinks import FrameResult
+from inspector.types.card import ModelCard
+from inspector.types.results import FrameResult
 
 SIZE = 16
 SHA = "ab" * 32

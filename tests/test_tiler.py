@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from inspector.tiling import TileGrid, Tiler
+from inspector.tiling import Tiler
+from inspector.types.tiles import TileGrid
 
 # (height, width, size, stride): exact multiples, ragged edges, overlap, frame == tile.
 _EDGE_CASES = [

@@ -118,10 +118,10 @@ def test_lite1_probe_only(tmp_path: Path) -> None:
 
 
 def test_resnet50_loads_torchvision_weights_and_exports(tmp_path: Path) -> None:
-    from inspector.engines.card import InputSpec
     from inspector.training import export
     from inspector.training.backbones import build_backbone
     from inspector.training.resnet import ResNet50Body
+    from inspector.types.card import InputSpec
 
     torch.manual_seed(0)
     source = ResNet50Body()  # random weights: the round trip, not ImageNet, is under test

@@ -18,8 +18,9 @@ import pytest
 
 from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
-from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule
+from inspector.pipeline.postprocess import VerdictRule
 from inspector.training.datasets import Sample, elpv_root, load_elpv, load_folder_dataset
+from inspector.types.tiles import NO_DEFECT
 
 pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
@@ -170,8 +171,8 @@ def type_card(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_verdict_rule_of_a_type_classifier() -> None:
-    from inspector.engines.card import ModelCard
     from inspector.errors import ModelError
+    from inspector.types.card import ModelCard
 
     card = ModelCard.model_validate(type_card())
     rule = VerdictRule(card)

@@ -93,9 +93,9 @@ def test_backbone_without_weights_is_refused_clearly(tmp_path: Path) -> None:
 def test_export_check_catches_a_model_changed_after_training(tmp_path: Path) -> None:
     import torch
 
-    from inspector.engines.card import InputSpec
     from inspector.errors import ModelError
     from inspector.training import export
+    from inspector.types.card import InputSpec
 
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),

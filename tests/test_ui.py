@@ -26,11 +26,11 @@ import pytest
 from models import build_color_model
 from mqtt_helpers import free_port
 
-from inspector.frames import Frame, utc_now
-from inspector.pipeline.postprocess import NO_DEFECT, Region
 from inspector.service.bounded_http import BoundedHTTPServer
-from inspector.sinks.base import FrameResult
 from inspector.tiling import Tiler
+from inspector.types.frames import Frame, utc_now
+from inspector.types.results import FrameResult, Region
+from inspector.types.tiles import NO_DEFECT
 from inspector.ui.app import create_app
 from inspector.ui.server import UiServer
 from inspector.ui.state import CameraInfo, LiveState

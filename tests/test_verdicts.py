@@ -15,15 +15,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
-from inspector.frames import Frame, utc_now
-from inspector.pipeline.postprocess import Region
 from inspector.pipeline.verdicts import VerdictTracker
 from inspector.publishing.outbox import Outbox
 from inspector.service.metrics import _sink_families
-from inspector.sinks.base import FrameResult
 from inspector.sinks.fanout import FanOut
 from inspector.sinks.opcua import OpcUaSettings
 from inspector.sinks.verdicts import VerdictsSettings, VerdictsSink
+from inspector.types.frames import Frame, utc_now
+from inspector.types.results import FrameResult, Region
 
 
 def frame(frame_id: int, camera: str = "cam0", part_id: int | None = None) -> Frame:

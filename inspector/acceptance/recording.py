@@ -20,9 +20,9 @@ import numpy as np
 
 from inspector.acceptance.truth import Defect, truth_path, truth_record
 from inspector.errors import DatasetError, SourceError
-from inspector.frames import Image
 from inspector.stderr import silenced_stderr
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
+from inspector.types.frames import Image
 
 BELT_GRAY = 40
 # Container -> codecs to try, best first. H.264 needs an OpenCV built with an encoder for

@@ -21,7 +21,7 @@ import structlog
 
 from inspector.acceptance.scoring import Reported, found_frames
 from inspector.acceptance.truth import Box, Defect, Truth
-from inspector.frames import Image
+from inspector.types.frames import Image
 
 log = structlog.get_logger(__name__)
 

@@ -33,10 +33,10 @@ from inspector.engines.base import AsyncEngine
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.registry import PLUGINS, parse_model_settings
 from inspector.errors import ConfigError, SourceError
-from inspector.frames import Image
 from inspector.pipeline.stats import percentiles
 from inspector.sinks.evidence import EvidenceSettings
 from inspector.tiling import Tiler
+from inspector.types.frames import Image
 
 _WARMUP_RUNS = 3
 

@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from inspector.engines.card import ModelCard, load_model, write_card
+from inspector.engines.card import load_model, write_card
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.plan import has_qdq
 from inspector.errors import DatasetError, ModelError
 from inspector.training.datasets import IMAGE_SUFFIXES, read_image, resize_to
+from inspector.types.card import ModelCard
 
 METHODS = ("minmax", "percentile", "entropy")
 _BATCH = 16

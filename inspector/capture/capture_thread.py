@@ -13,7 +13,7 @@ import structlog
 from inspector.capture.frame_queue import FrameQueue
 from inspector.capture.source import FrameSource, NoFrameYet
 from inspector.errors import SourceError
-from inspector.frames import Frame, utc_now
+from inspector.types.frames import Frame, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
-from inspector.frames import Frame
+from inspector.types.frames import Frame
 
 
 class QueuePolicy(StrEnum):

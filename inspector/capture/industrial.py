@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from inspector.capture.source import Grab, NoFrameYet
 from inspector.capture.sources.base import SourceSettings
 from inspector.errors import SourceError
-from inspector.frames import Image
+from inspector.types.frames import Image
 
 FeatureValue = bool | int | float | str
 _SELECTORS = ("serial:", "name:", "index:")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from inspector.frames import Image
+from inspector.types.frames import Image
 
 
 @dataclass(slots=True)

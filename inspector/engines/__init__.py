@@ -10,9 +10,10 @@ at start-up.
 from __future__ import annotations
 
 from inspector.engines.base import Engine, EngineSettings
-from inspector.engines.card import ModelCard, load_model
+from inspector.engines.card import load_model
 from inspector.engines.registry import PLUGINS, ModelSettings
 from inspector.errors import ModelError
+from inspector.types.card import ModelCard
 
 __all__ = ["Engine", "EngineSettings", "ModelCard", "ModelSettings", "create_engine", "load_model"]
 

@@ -17,7 +17,6 @@ import structlog
 from pydantic import Field
 
 from inspector.engines.base import AsyncEngine, Batch, Engine, EnginePlugin, EngineSettings
-from inspector.engines.card import ModelCard
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.openvino_engine import (
     OpenVinoEngine,
@@ -26,6 +25,7 @@ from inspector.engines.openvino_engine import (
     openvino_available,
 )
 from inspector.engines.plan import has_qdq
+from inspector.types.card import ModelCard
 
 log = structlog.get_logger(__name__)
 

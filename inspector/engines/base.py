@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from inspector.engines.card import ModelCard
 from inspector.errors import ModelError
+from inspector.types.card import ModelCard
 
 Batch = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]

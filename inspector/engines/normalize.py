@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspector.engines.card import InputSpec, ModelCard
+from inspector.types.card import InputSpec, ModelCard
 
 Tiles = npt.NDArray[np.uint8]
 Plane = npt.NDArray[np.uint8]

@@ -13,8 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
-from inspector.engines.card import ModelCard, checked_scores
+from inspector.engines.card import checked_scores
 from inspector.errors import ModelError
+from inspector.types.card import ModelCard
 
 # ORT logs warnings (e.g. unused initializers) straight to stderr, outside our
 # structured logs; only real errors are worth a line in the journal.

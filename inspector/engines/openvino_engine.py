@@ -18,9 +18,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
-from inspector.engines.card import ModelCard, checked_scores
+from inspector.engines.card import checked_scores
 from inspector.engines.plan import has_qdq
 from inspector.errors import ConfigError, ModelError
+from inspector.types.card import ModelCard
 
 Precision = Literal["f32", "bf16", "int8"]
 _DEVICE = re.compile(r"(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?|HETERO:[A-Z0-9.,]+)")

@@ -27,7 +27,6 @@ import structlog
 from pydantic import Field
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
-from inspector.engines.card import ModelCard
 from inspector.engines.plan import (
     PlanMetadata,
     Precision,
@@ -40,6 +39,7 @@ from inspector.engines.scheduler import StreamScheduler, Ticket
 from inspector.engines.trt_build import Cuda, CudaError, import_tensorrt, open_cuda, trt_logger
 from inspector.engines.trt_slots import Slot, check_plan_io, pinned_view
 from inspector.errors import ModelError
+from inspector.types.card import ModelCard
 
 log = structlog.get_logger(__name__)
 

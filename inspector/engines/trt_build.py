@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import onnx
 import structlog
 
-from inspector.engines.card import ModelCard, file_sha256
+from inspector.engines.card import file_sha256
 from inspector.engines.plan import (
     PlanMetadata,
     model_precision,
@@ -40,6 +40,7 @@ from inspector.engines.plan import (
     write_sidecar,
 )
 from inspector.errors import EX_UNAVAILABLE, InspectorError, ModelError
+from inspector.types.card import ModelCard
 
 log = structlog.get_logger(__name__)
 

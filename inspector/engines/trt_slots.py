@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inspector.engines.card import ModelCard
 from inspector.errors import ModelError
+from inspector.types.card import ModelCard
 
 
 @dataclass

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspector.engines.card import DEFAULT_THRESHOLD
-from inspector.frames import Image
-from inspector.pipeline.postprocess import Region, VerdictRule
+from inspector.pipeline.postprocess import VerdictRule
+from inspector.types.card import DEFAULT_THRESHOLD
+from inspector.types.frames import Image
+from inspector.types.results import Region
 
 BOX_COLOR = (255, 0, 255)  # BGR magenta: rare on products and belts, unlike red or green
 TEXT_COLOR = (255, 255, 255)

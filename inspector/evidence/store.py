@@ -53,7 +53,7 @@ from inspector.evidence.files import (
 )
 from inspector.evidence.footprint import Footprint
 from inspector.evidence.index import EvidenceItem, Index, Kind, Stored
-from inspector.frames import iso_utc, utc_now
+from inspector.types.frames import iso_utc, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,9 @@ import numpy.typing as npt
 
 from inspector.capture.frame_queue import FrameQueue
 from inspector.engines.normalize import TileNormalizer
-from inspector.frames import Frame
-from inspector.tiling import TileGrid, TileMask, Tiler
+from inspector.tiling import TileMask, Tiler
+from inspector.types.frames import Frame
+from inspector.types.tiles import TileGrid
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -10,8 +10,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from inspector.frames import Frame, iso_utc
-from inspector.pipeline.postprocess import Region
+from inspector.types.frames import Frame, iso_utc
+from inspector.types.results import Region
 
 DEFECT_SCHEMA = "inspector.defect/1"
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspector.engines.card import ModelCard
-from inspector.tiling import TileGrid
+from inspector.types.card import ModelCard
+from inspector.types.results import Region
+from inspector.types.tiles import NO_DEFECT, TileGrid
 
 FloatArray = npt.NDArray[np.float32]
-NO_DEFECT = -1
 
 
 def softmax(logits: FloatArray) -> FloatArray:
@@ -58,16 +56,6 @@ class VerdictRule:
         is_defect = best_score >= self.thresholds[best]
         labels = np.where(is_defect, self.defect_indices[best], NO_DEFECT)
         return labels.astype(np.intp), best_score.astype(np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    """Adjacent defect tiles of one class, merged."""
-
-    label: str
-    score: float
-    bbox_px: tuple[int, int, int, int]  # x, y, width, height
-    tiles: tuple[tuple[int, int], ...]  # (col, row) of each tile
 
 
 def merge_regions(

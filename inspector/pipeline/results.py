@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector.capture.sources.registry import CameraSettings
-from inspector.engines.card import ModelCard
-from inspector.frames import utc_now
 from inspector.pipeline.batcher import Batch, FrameJob
 from inspector.pipeline.events import defect_event, event_id
 from inspector.pipeline.postprocess import VerdictRule, merge_regions
 from inspector.pipeline.stats import PipelineStats
-from inspector.sinks.base import FrameResult
+from inspector.types.card import ModelCard
+from inspector.types.frames import utc_now
+from inspector.types.results import FrameResult
 
 
 @dataclass(frozen=True, slots=True)

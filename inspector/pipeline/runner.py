@@ -25,7 +25,6 @@ from inspector.config import Settings
 from inspector.engines import Engine
 from inspector.engines.normalize import TileNormalizer
 from inspector.errors import InspectorError
-from inspector.frames import Frame, Image, iso_utc, utc_now
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.pipeline.events import event_id, new_run_id
 from inspector.pipeline.inference import InferenceLoop, Result
@@ -34,6 +33,7 @@ from inspector.pipeline.results import CameraGeometry, ResultAssembler
 from inspector.pipeline.stats import PipelineStats, RateWindow
 from inspector.sinks.base import CaptureWatchingSink, ResultSink
 from inspector.tiling import TileMask, Tiler
+from inspector.types.frames import Frame, Image, iso_utc, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import structlog
 
-from inspector.frames import Frame, iso_utc, utc_now
-from inspector.sinks.base import FrameResult
+from inspector.types.frames import Frame, iso_utc, utc_now
+from inspector.types.results import FrameResult
 
 log = structlog.get_logger(__name__)
 

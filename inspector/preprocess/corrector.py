@@ -12,13 +12,13 @@ import numpy as np
 
 from inspector.capture.sources.registry import CameraSettings
 from inspector.errors import SourceError
-from inspector.frames import Image
 from inspector.preprocess.calibration_files import (
     CameraModel,
     FlatField,
     load_camera_model,
     load_flat_field,
 )
+from inspector.types.frames import Image
 
 
 class FrameCorrector:

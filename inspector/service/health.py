@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from inspector.pipeline.stats import PipelineStats
-from inspector.sinks.base import SinkHealth
+from inspector.types.results import SinkHealth
 
 State = Literal["ok", "degraded", "stalled"]
 

@@ -29,8 +29,8 @@ from inspector.pipeline.runner import Pipeline
 from inspector.pipeline.stats import Histogram
 from inspector.service.bounded_http import BoundedHTTPServer
 from inspector.service.health import Health, line_health
-from inspector.sinks.base import SinkMetric
 from inspector.sinks.fanout import FanOut
+from inspector.types.results import SinkMetric
 
 Rows = Sequence[tuple[Sequence[str], float]]
 

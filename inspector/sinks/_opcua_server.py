@@ -31,8 +31,8 @@ from asyncua.server.server import Server
 
 from inspector.errors import ConfigError
 from inspector.sinks._opcua_auth import REASONS, Gate, GatedServer, identity_tokens
-from inspector.sinks.base import Verdict
 from inspector.sinks.opcua import OpcUaSettings
+from inspector.types.results import Verdict
 
 log = structlog.get_logger(__name__)
 # asyncua logs every session and request at INFO: a PLC polling each second would fill the

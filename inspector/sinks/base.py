@@ -10,61 +10,18 @@ stalls costs only itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
-from inspector.frames import Frame
-from inspector.pipeline.postprocess import Region
 from inspector.publishing.acks import AckListener
-from inspector.tiling import TileGrid
-
-HealthState = Literal["ok", "degraded", "down"]
-
-
-@dataclass(frozen=True, slots=True)
-class FrameResult:
-    """One inspected frame: a reference to its pixels (never copied), its defect regions
-    and, where it has any, the defect event (schema ``inspector.defect/1``) as published."""
-
-    frame: Frame
-    regions: tuple[Region, ...]
-    event: Mapping[str, Any] | None
-    latency_ms: float  # capture to verdict
-    tiles: int  # tiles inferred (those inside the product mask)
-    event_id: str = ""  # the id its event has, or would have had (line/camera/run/frame)
-    grid: TileGrid | None = None  # where each tile lies in the frame
-    # Per tile of the grid, row-major: the defect label index (or NO_DEFECT), every class's
-    # probability, and whether it was inferred (False: outside the product mask).
-    tile_labels: npt.NDArray[np.intp] | None = None
-    tile_probabilities: npt.NDArray[np.float32] | None = None
-    tile_inferred: npt.NDArray[np.bool_] | None = None
-
-    @property
-    def verdict(self) -> Literal["ok", "nok"]:
-        return "nok" if self.regions else "ok"
-
-
-@dataclass(frozen=True, slots=True)
-class SinkHealth:
-    state: HealthState = "ok"
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SinkMetric:
-    """One figure a sink reports about itself, exported on ``/metrics`` with the line's label."""
-
-    name: str  # inspector_<sink>_<what>; counters without the _total suffix
-    doc: str
-    kind: Literal["gauge", "counter"]
-    value: float
-    # Labels beside ``line``, e.g. (("camera", "cam0"), ("verdict", "ok")): figures of one
-    # name with different label values are one metric family.
-    labels: tuple[tuple[str, str], ...] = ()
+from inspector.types.frames import Frame
+from inspector.types.results import (
+    FrameResult,
+    SinkHealth,
+    SinkMetric,
+    Verdict,
+    VerdictListener,
+)
 
 
 class ResultSink(Protocol):
@@ -129,11 +86,6 @@ class AcknowledgingSink(Protocol):
     """A sink whose receiver acknowledges each event (MQTT's PUBACK): a replay times them."""
 
     def add_ack_listener(self, listener: AckListener) -> None: ...
-
-
-# A verdict, schema ``inspector.verdict/1`` (DESIGN.md), as a JSON-ready mapping.
-Verdict = Mapping[str, Any]
-VerdictListener = Callable[[Verdict], None]
 
 
 @runtime_checkable

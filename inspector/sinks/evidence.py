@@ -32,8 +32,8 @@ from inspector.evidence.pictures import (
 from inspector.evidence.store import EvidenceStore, stored_paths
 from inspector.pipeline.postprocess import VerdictRule
 from inspector.sections import Section, SinkSettings, StateFolder
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
 from inspector.sinks.registry import SinkPlugin
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric
 
 if TYPE_CHECKING:
     from inspector.config import Settings

@@ -18,22 +18,19 @@ from typing import Any
 import structlog
 
 from inspector.errors import InspectorError
-from inspector.frames import Frame
 from inspector.publishing.acks import AckListener
 from inspector.sinks.base import (
     AcknowledgingSink,
     CaptureWatchingSink,
     DeliveryWaitingSink,
     EventDescribingSink,
-    FrameResult,
     MeasuredSink,
     Sink,
-    SinkHealth,
-    SinkMetric,
-    Verdict,
     VerdictProducingSink,
     VerdictSink,
 )
+from inspector.types.frames import Frame
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,8 @@ from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
 from inspector.publishing.settings import MqttSettings
 from inspector.publishing.topics import verdicts_topic
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric, Verdict
 from inspector.sinks.registry import SinkPlugin
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 
 if TYPE_CHECKING:
     from inspector.config import Settings

@@ -26,8 +26,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from inspector.errors import ConfigError
 from inspector.publishing.settings import checked_host
 from inspector.sections import SinkSettings, StateFolder
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric, Verdict
 from inspector.sinks.registry import SinkPlugin
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 
 if TYPE_CHECKING:
     from inspector.config import Settings

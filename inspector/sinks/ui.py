@@ -24,8 +24,8 @@ from inspector.capture.industrial import trigger_mode_on
 from inspector.engines.card import load_model
 from inspector.errors import ConfigError
 from inspector.sections import SinkSettings
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
 from inspector.sinks.registry import SinkPlugin
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric
 from inspector.ui.state import CameraInfo, FigureSource, HealthSource, LiveState
 
 if TYPE_CHECKING:

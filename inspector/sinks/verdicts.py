@@ -19,17 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from inspector.frames import Frame
 from inspector.pipeline.verdicts import VerdictTracker
 from inspector.sections import SinkSettings
-from inspector.sinks.base import (
-    FrameResult,
-    SinkHealth,
-    SinkMetric,
-    Verdict,
-    VerdictListener,
-)
 from inspector.sinks.registry import SinkPlugin
+from inspector.types.frames import Frame
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict, VerdictListener
 
 if TYPE_CHECKING:
     from inspector.config import Settings

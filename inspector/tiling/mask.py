@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.errors import ConfigError
-from inspector.tiling.tiler import TileGrid
+from inspector.types.tiles import TileGrid
 
 IntArray = npt.NDArray[np.int64]
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from inspector.errors import DatasetError
-from inspector.frames import Image
+from inspector.types.frames import Image
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}

@@ -11,14 +11,16 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from inspector.engines import create_engine
-from inspector.engines.card import ModelCard, load_model
+from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.registry import PLUGINS, parse_model_settings
 from inspector.errors import ConfigError, DatasetError
-from inspector.frames import Image
-from inspector.pipeline.postprocess import NO_DEFECT, VerdictRule
+from inspector.pipeline.postprocess import VerdictRule
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 from inspector.training.metrics import classification_report
+from inspector.types.card import ModelCard
+from inspector.types.frames import Image
+from inspector.types.tiles import NO_DEFECT
 
 
 def fit_to_input(image: Image, card: ModelCard) -> Image:

@@ -11,8 +11,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from inspector.engines.card import InputSpec, ModelCard, OutputSpec, write_card
+from inspector.engines.card import write_card
 from inspector.errors import ModelError
+from inspector.types.card import InputSpec, ModelCard, OutputSpec
 
 MAX_EXPORT_DIFFERENCE = 1e-3  # on logits; float32 kernels differ, a wrong graph differs by far more
 

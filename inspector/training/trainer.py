@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.engines.card import InputSpec
 from inspector.engines.normalize import TileNormalizer
 from inspector.training import features as feats
 from inspector.training.backbones import Backbone
@@ -42,6 +41,7 @@ from inspector.training.state import (
     TrainOptions,
     TrainState,
 )
+from inspector.types.card import InputSpec
 
 FRONT_MEMORY = 4 << 30  # bytes of kept front outputs; more: the whole network is fine-tuned
 

@@ -10,9 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from inspector.evidence.pictures import BOX_COLOR, TEXT_COLOR
-from inspector.frames import Image
-from inspector.pipeline.postprocess import NO_DEFECT
-from inspector.tiling import TileGrid
+from inspector.types.frames import Image
+from inspector.types.tiles import NO_DEFECT, TileGrid
 
 OK_COLOR = (80, 180, 60)  # BGR green, thin: the grid shows without hiding the product
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from inspector.evidence.pictures import encode_jpeg
-from inspector.sinks.base import FrameResult, SinkHealth, SinkMetric
+from inspector.types.results import FrameResult, SinkHealth, SinkMetric
 from inspector.ui.picture import tile_verdict_picture
 from inspector.ui.refusals import Refusals
 
