@@ -18,7 +18,7 @@ from inspector.evidence.pictures import (
     uncertain_tiles,
     uncertain_tiles_for,
 )
-from inspector.pipeline.postprocess import VerdictRule
+from inspector.postprocess import VerdictRule
 from inspector.types.card import ModelCard
 from inspector.types.results import Region
 

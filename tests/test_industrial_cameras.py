@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from models import build_color_model
 
-from inspector.capture.industrial import LostFrames, to_bgr
+from inspector.capture.sources._industrial import LostFrames, to_bgr
 from inspector.capture.sources.gentl import GenTlSettings, GenTlSource
 from inspector.capture.sources.pylon import PylonSettings, PylonSource
 from inspector.capture.sources.registry import parse_camera_settings

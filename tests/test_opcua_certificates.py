@@ -17,8 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mqtt_helpers import free_port
 
 from inspector.errors import ConfigError
-from inspector.sinks._opcua_server import OpcUaServer
 from inspector.sinks.opcua import OpcUaSettings
+from inspector.sinks.opcua.server import OpcUaServer
 
 
 def make_certificate(folder: Path, name: str, use: Any) -> tuple[Path, Path]:

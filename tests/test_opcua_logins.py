@@ -1,4 +1,4 @@
-"""The OPC UA login matrix (inspector/sinks/_opcua_auth.py), cell by cell: the sink's real
+"""The OPC UA login matrix (inspector/sinks/opcua.auth.py), cell by cell: the sink's real
 server and a real asyncua client, in process, with certificates generated for the test. A
 client is let in when its session reads ``LastFrameId``; a refusal is the status asyncua
 raises. Where a password and certificates are both configured, both must hold."""
@@ -18,8 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mqtt_helpers import free_port
 from test_opcua_certificates import make_certificate
 
-from inspector.sinks._opcua_server import OpcUaServer
 from inspector.sinks.opcua import OpcUaSettings
+from inspector.sinks.opcua.server import OpcUaServer
 
 USER, PASSWORD, FRAME = "plc", "s3cret", 7
 IN, REJECTED, DENIED = "in", "BadIdentityTokenRejected", "BadUserAccessDenied"

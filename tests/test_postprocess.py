@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from models import build_color_model
 
-from inspector.pipeline.postprocess import VerdictRule, merge_regions, softmax
+from inspector.postprocess import VerdictRule, merge_regions, softmax
 from inspector.tiling import Tiler
 from inspector.types.card import ModelCard
 from inspector.types.tiles import NO_DEFECT

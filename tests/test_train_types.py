@@ -18,7 +18,7 @@ import pytest
 
 from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
-from inspector.pipeline.postprocess import VerdictRule
+from inspector.postprocess import VerdictRule
 from inspector.training.datasets import Sample, elpv_root, load_elpv, load_folder_dataset
 from inspector.types.tiles import NO_DEFECT
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inspector.capture.industrial import parse_selector
+from inspector.capture.sources._industrial import parse_selector
 from inspector.capture.sources.gentl import HARVESTERS, _selector
 from inspector.capture.sources.pylon import _pylon, find_device
 from inspector.capture.sources.usb import video_devices

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspector.pipeline.postprocess import VerdictRule
+from inspector.postprocess import VerdictRule
 from inspector.types.card import DEFAULT_THRESHOLD
 from inspector.types.frames import Image
 from inspector.types.results import Region

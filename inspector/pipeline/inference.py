@@ -20,8 +20,8 @@ from inspector.engines import Engine
 from inspector.engines.base import AsyncEngine, Scores
 from inspector.engines.base import Batch as Tiles
 from inspector.pipeline.batcher import Batch, BufferPool
-from inspector.pipeline.postprocess import VerdictRule
 from inspector.pipeline.stats import PipelineStats
+from inspector.postprocess import VerdictRule
 
 Result = tuple[Batch, np.ndarray]
 

@@ -12,8 +12,8 @@ import numpy as np
 from inspector.capture.sources.registry import CameraSettings
 from inspector.pipeline.batcher import Batch, FrameJob
 from inspector.pipeline.events import defect_event, event_id
-from inspector.pipeline.postprocess import VerdictRule, merge_regions
 from inspector.pipeline.stats import PipelineStats
+from inspector.postprocess import VerdictRule, merge_regions
 from inspector.types.card import ModelCard
 from inspector.types.frames import utc_now
 from inspector.types.results import FrameResult

@@ -28,9 +28,9 @@ from inspector.errors import InspectorError
 from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.pipeline.events import event_id, new_run_id
 from inspector.pipeline.inference import InferenceLoop, Result
-from inspector.pipeline.postprocess import VerdictRule
 from inspector.pipeline.results import CameraGeometry, ResultAssembler
 from inspector.pipeline.stats import PipelineStats, RateWindow
+from inspector.postprocess import VerdictRule
 from inspector.sinks.base import CaptureWatchingSink, ResultSink
 from inspector.tiling import TileMask, Tiler
 from inspector.types.frames import Frame, Image, iso_utc, utc_now

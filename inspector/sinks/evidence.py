@@ -30,7 +30,7 @@ from inspector.evidence.pictures import (
     uncertain_tiles_for,
 )
 from inspector.evidence.store import EvidenceStore, stored_paths
-from inspector.pipeline.postprocess import VerdictRule
+from inspector.postprocess import VerdictRule
 from inspector.sections import Section, SinkSettings, StateFolder
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from pydantic import Field, model_validator
 
-from inspector.capture.industrial import trigger_mode_on
+from inspector.capture.sources._industrial import trigger_mode_on
 from inspector.engines.card import load_model
 from inspector.errors import ConfigError
 from inspector.sections import SinkSettings

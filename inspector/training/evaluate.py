@@ -15,7 +15,7 @@ from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.registry import PLUGINS, parse_model_settings
 from inspector.errors import ConfigError, DatasetError
-from inspector.pipeline.postprocess import VerdictRule
+from inspector.postprocess import VerdictRule
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to
 from inspector.training.metrics import classification_report
 from inspector.types.card import ModelCard

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from inspector.capture.industrial import (
+from inspector.capture.sources._industrial import (
     FeatureValue,
     IndustrialSettings,
     IndustrialSource,

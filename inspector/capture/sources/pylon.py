@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from inspector.capture.industrial import (
+from inspector.capture.sources._industrial import (
     FeatureValue,
     IndustrialSettings,
     IndustrialSource,

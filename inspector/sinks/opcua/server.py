@@ -30,8 +30,8 @@ from asyncua.crypto import uacrypto
 from asyncua.server.server import Server
 
 from inspector.errors import ConfigError
-from inspector.sinks._opcua_auth import REASONS, Gate, GatedServer, identity_tokens
-from inspector.sinks.opcua import OpcUaSettings
+from inspector.sinks.opcua.auth import REASONS, Gate, GatedServer, identity_tokens
+from inspector.sinks.opcua.settings import OpcUaSettings
 from inspector.types.results import Verdict
 
 log = structlog.get_logger(__name__)
@@ -165,7 +165,7 @@ class OpcUaServer:
 
     @property
     def logins_refused(self) -> dict[str, int]:
-        """Refused logins by reason (``_opcua_auth.REASONS``, or an OPC UA status name)."""
+        """Refused logins by reason (``opcua.auth.REASONS``, or an OPC UA status name)."""
         gate = self._gate
         return dict(gate.refused) if gate is not None else dict.fromkeys(REASONS, 0)
 

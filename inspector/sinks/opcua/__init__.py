@@ -9,7 +9,7 @@ with a client certificate listed in ``trusted_certificates`` (which needs the se
 ``certificate`` and ``private_key``: then only signed and encrypted endpoints are offered,
 and every client application's certificate must be trusted). Where a password and
 certificates are both configured, a client needs both. The whole matrix, and how a refusal
-is logged and counted: ``_opcua_auth``.
+is logged and counted: ``auth``.
 ``Online`` is true while a camera delivers, and turns false when the daemon stops.
 
 asyncua is imported only when the sink opens (extra ``[opcua]``).
@@ -18,73 +18,18 @@ asyncua is imported only when the sink opens (extra ``[opcua]``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
-
-from pydantic import Field, SecretStr, field_validator, model_validator
+from typing import TYPE_CHECKING, Any
 
 from inspector.errors import ConfigError
-from inspector.publishing.settings import checked_host
-from inspector.sections import SinkSettings, StateFolder
+from inspector.sinks.opcua.settings import OpcUaSettings
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 
+__all__ = ["PLUGIN", "OpcUaSettings", "OpcUaSink"]
+
 if TYPE_CHECKING:
     from inspector.config import Settings
-    from inspector.sinks._opcua_server import OpcUaServer
-
-
-class OpcUaSettings(SinkSettings):
-    host: str = Field(default="127.0.0.1", description="0.0.0.0 to let PLCs on the network in")
-    port: int = Field(default=4840, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    certificate: Path | None = Field(
-        default=None, description="the server's certificate (DER or PEM): signed and encrypted"
-    )
-    private_key: Path | None = Field(default=None, description="the server certificate's key")
-    trusted_certificates: list[Path] = Field(
-        default_factory=list,
-        description="the client applications' certificates let in (where no password is set, "
-        "a login with one of them)",
-    )
-    allow_anonymous: bool = False
-    offline_grace_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=60,
-        description="at stop, Online turns false and the server keeps serving this long, so "
-        "that subscribed PLCs are told before it goes",
-    )
-
-    @field_validator("host")
-    @classmethod
-    def _a_host_name(cls, value: str) -> str:
-        return checked_host(value)
-
-    @model_validator(mode="after")
-    def _a_way_in(self) -> Self:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("give username and password together")
-        if (self.certificate is None) != (self.private_key is None):
-            raise ValueError("give certificate and private_key together")
-        if self.trusted_certificates and self.certificate is None:
-            raise ValueError("trusted_certificates need the server's certificate and private_key")
-        if self.enabled and not (
-            self.allow_anonymous or self.username or self.trusted_certificates
-        ):
-            raise ValueError(
-                "no way to log in: set username and password, trusted_certificates, or "
-                "allow_anonymous = true"
-            )
-        return self
-
-    def resolve_paths(self, base: Path, state: StateFolder | None = None) -> Self:
-        settings = super().resolve_paths(base, state)
-        trusted = [
-            path if path.is_absolute() else base / path for path in self.trusted_certificates
-        ]
-        return settings.model_copy(update={"trusted_certificates": trusted})
+    from inspector.sinks.opcua.server import OpcUaServer
 
 
 class OpcUaSink:
@@ -102,7 +47,7 @@ class OpcUaSink:
                 "opcua: its nodes show the verdicts: set [verdicts] enabled = true as well"
             )
         try:
-            from inspector.sinks._opcua_server import OpcUaServer
+            from inspector.sinks.opcua.server import OpcUaServer
         except ImportError as exc:
             raise ConfigError(
                 f"[opcua] needs the opcua extra: pip install 'line-inspector[opcua]' ({exc})"

@@ -42,7 +42,7 @@ from asyncua.server.internal_session import InternalSession
 from asyncua.server.user_managers import UserManager
 from asyncua.ua.status_codes import StatusCodes
 
-from inspector.sinks.opcua import OpcUaSettings
+from inspector.sinks.opcua.settings import OpcUaSettings
 
 log = structlog.get_logger(__name__)
 
