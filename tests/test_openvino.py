@@ -155,7 +155,7 @@ def test_auto_picks_an_installed_runtime_and_runs_the_model(models: dict[str, Pa
 def test_steady_timing_keeps_every_request_busy(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from inspector.engines.auto_engine import steady_batch_ms
+    from inspector.engines.auto import steady_batch_ms
 
     settings = parse_model_settings(backend="openvino", path=models["f32"], requests=3)
     engine = create_engine(settings, MAX_BATCH)

@@ -207,7 +207,7 @@ def test_create_source_picks_the_kind_and_paces_only_realtime_recordings() -> No
     class Stray(SourceSettings):
         type: Literal["stray"] = "stray"
 
-    with pytest.raises(SourceError, match=r"camera c: type 'stray': unknown camera type, known"):
+    with pytest.raises(SourceError, match=r"camera c: type: unknown camera type 'stray'; known"):
         create_source(Stray(id="c", source="x"))
 
 

@@ -9,6 +9,7 @@ at start-up.
 
 from __future__ import annotations
 
+from inspector.engines.auto import AUTO, AutoSettings, open_fastest
 from inspector.engines.base import Engine, EngineSettings
 from inspector.engines.card import load_model
 from inspector.engines.registry import PLUGINS, ModelSettings
@@ -19,12 +20,13 @@ __all__ = ["Engine", "EngineSettings", "ModelCard", "ModelSettings", "create_eng
 
 
 def create_engine(settings: EngineSettings, max_batch: int) -> Engine:
-    """Validate the model and its card, then open it on the configured backend."""
+    """Validate the model and its card, then open it on the configured backend (``auto``:
+    the fastest of the candidates, measured here)."""
+    card = load_model(settings.path)
+    if isinstance(settings, AutoSettings):
+        return open_fastest(settings, card, max_batch, PLUGINS)
     plugin = PLUGINS.get(settings.backend)
     if plugin is None or not isinstance(settings, plugin.settings):
-        raise ModelError(
-            f"model.backend = {settings.backend!r}: unknown backend, known backends: "
-            f"{', '.join(repr(name) for name in PLUGINS)}"
-        )
-    card = load_model(settings.path)
+        problem = PLUGINS.problem(settings.backend, also=[AUTO])
+        raise ModelError(f"model.backend: {problem}")
     return plugin.open(settings, card, max_batch)

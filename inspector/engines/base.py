@@ -167,6 +167,9 @@ class EnginePlugin(Generic[SettingsT]):
 
     settings: type[SettingsT]
     open: Callable[[SettingsT, ModelCard, int], Engine]
+    # For ``backend = "auto"``: the settings this backend would serve the model at ``path``
+    # with on ``threads`` threads, or None where it cannot run here (a runtime missing).
+    auto: Callable[[Path, int], SettingsT | None] | None = None
 
     @property
     def backend(self) -> str:

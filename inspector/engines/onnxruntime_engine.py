@@ -84,4 +84,8 @@ def _open(settings: OnnxRuntimeSettings, card: ModelCard, max_batch: int) -> Eng
     return OnnxRuntimeEngine(settings.path, card, settings.threads, max_batch)
 
 
-PLUGIN = EnginePlugin(OnnxRuntimeSettings, _open)
+def _auto(path: Path, threads: int) -> OnnxRuntimeSettings:
+    return OnnxRuntimeSettings(path=path, threads=threads)  # installed with the daemon
+
+
+PLUGIN = EnginePlugin(OnnxRuntimeSettings, _open, auto=_auto)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -214,4 +215,12 @@ def _open(settings: OpenVinoSettings, card: ModelCard, max_batch: int) -> Engine
     return OpenVinoEngine(settings, card, max_batch)
 
 
-PLUGIN = EnginePlugin(OpenVinoSettings, _open)
+def _auto(path: Path, threads: int) -> OpenVinoSettings | None:
+    """Where OpenVINO is installed: INT8 for a calibrated (Q/DQ) model, else FP32."""
+    if not openvino_available():
+        return None
+    precision: Precision = "int8" if has_qdq(path) else "f32"
+    return OpenVinoSettings(path=path, threads=threads, precision=precision)
+
+
+PLUGIN = EnginePlugin(OpenVinoSettings, _open, auto=_auto)

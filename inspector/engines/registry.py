@@ -1,12 +1,12 @@
-"""The backend registry: every module of :mod:`inspector.engines` that defines ``PLUGIN``.
+"""The engine backends: every module of :mod:`inspector.engines` that defines ``PLUGIN``,
+and every installed ``inspector.engines`` entry point (the kernel: :mod:`inspector.plugins`).
 
-Adding a runtime is one new file beside ``onnxruntime_engine.py``: its settings
-class (an :class:`~inspector.engines.base.EngineSettings` whose ``backend`` is a
-``Literal``), its engine and ``PLUGIN = EnginePlugin(Settings, open)``. This
-module imports each module of the package once, keeps those with a ``PLUGIN``,
-and builds ``ModelSettings``, the ``[model]`` union that ``config.py`` uses,
-discriminated by ``backend`` (absent: ``onnxruntime``, as before backends were
-plugins).
+Adding a runtime is one new file beside ``onnxruntime_engine.py`` (or an installed
+package): its settings class (an :class:`~inspector.engines.base.EngineSettings` whose
+``backend`` is a ``Literal``), its engine and ``PLUGIN = EnginePlugin(Settings, open,
+auto)``. This module builds ``ModelSettings``, the ``[model]`` union that ``config.py``
+uses, discriminated by ``backend`` (absent: ``onnxruntime``, as before backends were
+plugins; ``auto``: the fastest of the backends whose ``auto`` hook offers itself).
 
 Backend modules are imported by the configuration, so they keep their runtime
 imports (onnxruntime, tensorrt, cuda) inside the engine, and they must not
@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic_core import PydanticCustomError
 
+from inspector.engines.auto import AUTO, AutoSettings
 from inspector.engines.base import EnginePlugin, EngineSettings
-from inspector.plugins import TableParser, known_names, module_plugins, tagged_union
+from inspector.plugins import PluginKind, Plugins, TableParser, tagged_union
+from inspector.plugins import discover as discover_plugins
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -39,39 +41,39 @@ _PACKAGE = __name__.rpartition(".")[0]
 
 def discover(
     package: str = _PACKAGE, path: Iterable[str] | None = None
-) -> dict[str, EnginePlugin[Any]]:
-    """Import every module of ``package`` (a folder for a large backend counts too) and map
-    each ``PLUGIN``'s backend name to it, sorted by name."""
-    found: dict[str, EnginePlugin[Any]] = {}
-    for module, plugin in module_plugins(package, EnginePlugin, path, skip=__name__):
-        if plugin.backend in found:
-            raise TypeError(
-                f"backend {plugin.backend!r} is declared twice: by "
-                f"{found[plugin.backend].settings.__module__} and {module}"
-            )
-        found[plugin.backend] = plugin
-    return dict(sorted(found.items()))
+) -> Plugins[EnginePlugin[Any]]:
+    """Every backend plugin: the modules of ``package`` (a folder for a large backend counts
+    too) and the installed entry points, by backend name, sorted."""
+    kind = PluginKind("backend", "inspector.engines", package, EnginePlugin,
+                      lambda plugin: (plugin.backend,))  # fmt: skip
+    plugins = discover_plugins(kind, path, skip=__name__)
+    if AUTO in plugins:
+        raise TypeError(f"backend {AUTO!r} is the choice among the backends, not one of them")
+    return plugins
 
 
-PLUGINS: Mapping[str, EnginePlugin[Any]] = discover()
+PLUGINS: Plugins[EnginePlugin[Any]] = discover()
 
 
-def model_settings_union(plugins: Mapping[str, EnginePlugin[Any]]) -> Any:
-    """``Annotated[A | B | ..., Discriminator("backend"), <default + unknown check>]``."""
+def model_settings_union(plugins: Plugins[EnginePlugin[Any]]) -> Any:
+    """``Annotated[A | B | ..., Discriminator("backend"), <default + unknown check>]``, with
+    ``auto`` among them."""
 
     def default_backend(value: Any) -> Any:
         if isinstance(value, Mapping):
             backend = value.get("backend", DEFAULT_BACKEND)
-            if backend not in plugins:
-                raise PydanticCustomError(
-                    "unknown_backend",
-                    "unknown backend {backend}; known backends: {known}",
-                    {"backend": repr(backend), "known": known_names(plugins)},
-                )
+            if backend != AUTO and backend not in plugins:
+                problem = plugins.problem(backend, also=[AUTO])
+                raise PydanticCustomError("unknown_backend", "{problem}", {"problem": problem})
             return {**value, "backend": backend}
         return value
 
-    return tagged_union(plugins.values(), "backend", default_backend, kind="engine backend")
+    members = [*plugins.values(), EnginePlugin(AutoSettings, _never)]
+    return tagged_union(members, "backend", default_backend, kind="engine backend")
+
+
+def _never(settings: Any, card: Any, max_batch: int) -> Any:
+    raise AssertionError("auto is opened by create_engine, as a choice among the backends")
 
 
 # What mypy sees is what every backend's settings share; a backend's own fields need its

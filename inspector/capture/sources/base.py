@@ -27,7 +27,6 @@ from inspector.sections import Section
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 DEVICE_PATH = re.compile(r"^/dev/video(\d+)$")
-_STREAM_SCHEMES = {"rtsp://": "rtsp", "rtsps://": "rtsp", "http://": "http", "https://": "http"}
 
 
 class QueuePolicyName(StrEnum):
@@ -39,22 +38,6 @@ class QueuePolicyName(StrEnum):
 def is_device(source: str) -> bool:
     """A V4L2 device: an index ('0') or /dev/videoN."""
     return source.isdigit() or DEVICE_PATH.match(source) is not None
-
-
-def is_stream_url(source: str) -> bool:
-    return source.lower().startswith(tuple(_STREAM_SCHEMES))
-
-
-def infer_type(source: str) -> str | None:
-    """The camera type a ``source`` implies when ``type`` is left out (as before sources were
-    plugins): a device, a stream, or a file; None for another ``scheme://``."""
-    if is_device(source):
-        return "usb"
-    lowered = source.lower()
-    for scheme, kind in _STREAM_SCHEMES.items():
-        if lowered.startswith(scheme):
-            return kind
-    return None if "://" in source else "file"
 
 
 class SourceSettings(Section):
@@ -116,11 +99,14 @@ class SourcePlugin(Generic[SettingsT]):
 
     ``create(settings)`` gets the validated settings and returns an unopened source; a
     kind that needs a vendor SDK imports it when the source is opened, not at import,
-    so the configuration (which imports every source module) stays lean.
+    so the configuration (which imports every source module) stays lean. ``infer(source)``
+    says which of its types a camera with no ``type`` gets from its ``source`` (None: not
+    one of its sources); the plugins' answers must not overlap.
     """
 
     settings: type[SettingsT]
     create: Callable[[SettingsT], FrameSource]
+    infer: Callable[[str], str | None] | None = None
 
     @property
     def types(self) -> tuple[str, ...]:

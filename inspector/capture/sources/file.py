@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from inspector.capture.source import Grab
 from inspector.capture.sources._opencv import OpenCvSource
-from inspector.capture.sources.base import SourcePlugin, SourceSettings
+from inspector.capture.sources.base import SourcePlugin, SourceSettings, is_device
 from inspector.errors import SourceError
 from inspector.sections import StateFolder
 
@@ -101,4 +101,9 @@ class VideoFileSource(OpenCvSource[FileSettings]):
             )
 
 
-PLUGIN = SourcePlugin(FileSettings, VideoFileSource)
+def _a_file(source: str) -> str | None:
+    """Anything with no ``scheme://`` that is not a device is a path to a recording."""
+    return "file" if "://" not in source and not is_device(source) else None
+
+
+PLUGIN = SourcePlugin(FileSettings, VideoFileSource, infer=_a_file)

@@ -1,12 +1,13 @@
-"""The source registry: every module of :mod:`inspector.capture.sources` that defines ``PLUGIN``.
+"""The camera sources: every module of :mod:`inspector.capture.sources` that defines
+``PLUGIN``, and every installed ``inspector.sources`` entry point (the kernel:
+:mod:`inspector.plugins`).
 
-Adding a kind of camera is one new file beside ``usb.py``: its settings class (a
-:class:`~inspector.capture.sources.base.SourceSettings` whose ``type`` is a
-``Literal``), its source and ``PLUGIN = SourcePlugin(Settings, create)``. This
-module imports each module of the package once, keeps those with a ``PLUGIN``,
-and builds ``CameraSettings``, the ``[[cameras]]`` union that ``config.py`` uses,
-discriminated by ``type``. A camera without ``type`` (or the old ``type = "auto"``)
-gets the type its ``source`` implies, as before sources were plugins.
+Adding a kind of camera is one new file beside ``usb.py`` (or an installed package): its
+settings class (a :class:`~inspector.capture.sources.base.SourceSettings` whose ``type`` is
+a ``Literal``), its source and ``PLUGIN = SourcePlugin(Settings, create, infer)``. This
+module builds ``CameraSettings``, the ``[[cameras]]`` union that ``config.py`` uses,
+discriminated by ``type``. A camera without ``type`` (or the old ``type = "auto"``) gets
+the type that the plugins' ``infer`` give its ``source``.
 
 Source modules are imported by the configuration, so they keep vendor SDKs
 (harvesters, pypylon) inside their sources, and they must not import
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from pydantic_core import PydanticCustomError
 
 from inspector.capture.source import FrameSource
-from inspector.capture.sources.base import SourcePlugin, SourceSettings, infer_type
+from inspector.capture.sources.base import SourcePlugin, SourceSettings
 from inspector.errors import SourceError
-from inspector.plugins import TableParser, known_names, module_plugins, tagged_union
+from inspector.plugins import PluginKind, Plugins, TableParser, tagged_union
+from inspector.plugins import discover as discover_plugins
 
 __all__ = [
     "PLUGINS",
@@ -40,25 +42,35 @@ _INFER = "auto"  # the old explicit spelling of "infer it from source"
 
 def discover(
     package: str = _PACKAGE, path: Iterable[str] | None = None
-) -> dict[str, SourcePlugin[Any]]:
-    """Import every module of ``package`` and map each type name of each ``PLUGIN`` to it
-    (one plugin may answer to several, as rtsp and http), sorted by name."""
-    found: dict[str, SourcePlugin[Any]] = {}
-    for module, plugin in module_plugins(package, SourcePlugin, path, skip=__name__):
-        for name in plugin.types:
-            if name in found or name == _INFER:
-                claimed = found[name].settings.__module__ if name in found else "the registry"
-                raise TypeError(
-                    f"camera type {name!r} is declared twice: by {claimed} and {module}"
-                )
-            found[name] = plugin
-    return dict(sorted(found.items()))
+) -> Plugins[SourcePlugin[Any]]:
+    """Every source plugin: the modules of ``package`` and the installed entry points, by
+    type name (one plugin may answer to several, as rtsp and http), sorted by name."""
+    kind = PluginKind("camera type", "inspector.sources", package, SourcePlugin,
+                      lambda plugin: plugin.types)  # fmt: skip
+    plugins = discover_plugins(kind, path, skip=__name__)
+    if _INFER in plugins:
+        raise TypeError(f"camera type {_INFER!r} is the registry's (infer it from source)")
+    return plugins
 
 
-PLUGINS: Mapping[str, SourcePlugin[Any]] = discover()
+PLUGINS: Plugins[SourcePlugin[Any]] = discover()
 
 
-def camera_settings_union(plugins: Mapping[str, SourcePlugin[Any]]) -> Any:
+def inferred_type(plugins: Mapping[str, SourcePlugin[Any]], source: str) -> str | None:
+    """The one type the plugins' ``infer`` give ``source``; None when none claims it.
+    Two claims are the plugins' mistake, told with both so that ``type`` can settle it."""
+    claims = {kind for plugin in dict.fromkeys(plugins.values()) if plugin.infer is not None
+              if (kind := plugin.infer(source)) is not None}  # fmt: skip
+    if len(claims) > 1:
+        raise PydanticCustomError(
+            "ambiguous_source",
+            "source {source} could be any of {kinds}: set type",
+            {"source": source, "kinds": ", ".join(sorted(claims))},
+        )
+    return next(iter(claims), None)
+
+
+def camera_settings_union(plugins: Plugins[SourcePlugin[Any]]) -> Any:
     """``Annotated[A | B | ..., Discriminator("type"), <inference + unknown check>]``."""
 
     def fill_in_type(value: Any) -> Any:
@@ -68,7 +80,9 @@ def camera_settings_union(plugins: Mapping[str, SourcePlugin[Any]]) -> Any:
         if kind == _INFER:
             source = value.get("source")
             # No source to go by: any kind, so that the error is "source: Field required".
-            kind = infer_type(source) if isinstance(source, str) else next(iter(plugins))
+            kind = (
+                inferred_type(plugins, source) if isinstance(source, str) else next(iter(plugins))
+            )
             if kind is None:
                 raise PydanticCustomError(
                     "unsupported_scheme",
@@ -76,11 +90,8 @@ def camera_settings_union(plugins: Mapping[str, SourcePlugin[Any]]) -> Any:
                     {"source": source},
                 )
         if not isinstance(kind, str) or kind not in plugins:
-            raise PydanticCustomError(
-                "unknown_camera_type",
-                "unknown camera type {type}; known types: {known}",
-                {"type": repr(kind), "known": known_names(plugins)},
-            )
+            raise PydanticCustomError("unknown_camera_type", "{problem}",
+                                      {"problem": plugins.problem(kind, "types")})  # fmt: skip
         return {**value, "type": kind}
 
     return tagged_union(plugins.values(), "type", fill_in_type, kind="camera source")
@@ -102,8 +113,5 @@ def create_source(settings: SourceSettings) -> FrameSource:
     """The source of the kind ``settings.type`` names, not yet opened."""
     plugin = PLUGINS.get(settings.type)
     if plugin is None or not isinstance(settings, plugin.settings):
-        raise SourceError(
-            f"camera {settings.id}: type {settings.type!r}: unknown camera type, known types: "
-            f"{known_names(PLUGINS)}"
-        )
+        raise SourceError(f"camera {settings.id}: type: {PLUGINS.problem(settings.type, 'types')}")
     return plugin.create(settings)

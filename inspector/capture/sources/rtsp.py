@@ -9,11 +9,20 @@ import cv2
 from pydantic import Field, field_validator
 
 from inspector.capture.sources._opencv import OpenCvSource
-from inspector.capture.sources.base import SourcePlugin, SourceSettings, is_stream_url
+from inspector.capture.sources.base import SourcePlugin, SourceSettings
 
 # FFmpeg options for RTSP: TCP survives lossy plant networks where UDP smears
 # frames; nobuffer/low_delay keep the decoder from queueing seconds of video.
 _RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay|max_delay;500000"
+
+
+_SCHEMES = {"rtsp://": "rtsp", "rtsps://": "rtsp", "http://": "http", "https://": "http"}
+
+
+def stream_type(source: str) -> str | None:
+    """``rtsp`` or ``http`` for a stream URL, else None."""
+    lowered = source.lower()
+    return next((kind for scheme, kind in _SCHEMES.items() if lowered.startswith(scheme)), None)
 
 
 class RtspSettings(SourceSettings):
@@ -26,7 +35,7 @@ class RtspSettings(SourceSettings):
     @field_validator("source")
     @classmethod
     def _a_stream_url(cls, value: str) -> str:
-        if not is_stream_url(value):
+        if stream_type(value) is None:
             raise ValueError(
                 f"an rtsp/http camera's source is an rtsp://, rtsps://, http:// or https:// URL, "
                 f"got {value!r}"
@@ -48,4 +57,4 @@ class RtspSource(OpenCvSource[RtspSettings]):
         return cv2.VideoCapture(self.settings.source, cv2.CAP_FFMPEG, params)
 
 
-PLUGIN = SourcePlugin(RtspSettings, RtspSource)
+PLUGIN = SourcePlugin(RtspSettings, RtspSource, infer=stream_type)

@@ -103,4 +103,6 @@ class UsbSource(OpenCvSource[UsbSettings]):
         return capture
 
 
-PLUGIN = SourcePlugin(UsbSettings, UsbSource)
+PLUGIN = SourcePlugin(
+    UsbSettings, UsbSource, infer=lambda source: "usb" if is_device(source) else None
+)

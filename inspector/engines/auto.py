@@ -1,35 +1,32 @@
-"""``model.backend = "auto"``: the fastest CPU runtime installed here, measured at start.
+"""``model.backend = "auto"``: the fastest backend installed here, measured at start.
 
-ONNX Runtime is always a candidate; OpenVINO is one where it is installed. Each runs a
-few full batches after its warm-up, the faster one stays, and the choice is logged with
-both figures: the same model can favour either runtime, depending on the CPU (AMX and
-AVX-512 favour OpenVINO, and measured here on an AVX2 EPYC they were within 15 %).
+Not a backend of its own but a choice among them: every backend plugin whose ``auto`` hook
+gives settings for this model on this machine is a candidate (ONNX Runtime always,
+OpenVINO where it is installed, an installed backend that declares the hook). Each runs a
+few full batches after its warm-up, the fastest stays, and the choice is logged with every
+figure: the same model can favour either runtime, depending on the CPU (AMX and AVX-512
+favour OpenVINO, and measured here on an AVX2 EPYC they were within 15 %).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 import structlog
 from pydantic import Field
 
 from inspector.engines.base import AsyncEngine, Batch, Engine, EnginePlugin, EngineSettings
-from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
-from inspector.engines.openvino_engine import (
-    OpenVinoEngine,
-    OpenVinoSettings,
-    Precision,
-    openvino_available,
-)
-from inspector.engines.plan import has_qdq
+from inspector.errors import ModelError
 from inspector.types.card import ModelCard
 
 log = structlog.get_logger(__name__)
 
 _TIMED_BATCHES = 3
+AUTO = "auto"
 
 
 class AutoSettings(EngineSettings):
@@ -77,15 +74,20 @@ def full_batch_ms(engine: Engine) -> float:
     return steady_batch_ms(engine, batch, _TIMED_BATCHES * 2)
 
 
-def _open(settings: AutoSettings, card: ModelCard, max_batch: int) -> Engine:
-    candidates: dict[str, Callable[[], Engine]] = {
-        "onnxruntime": lambda: OnnxRuntimeEngine(settings.path, card, settings.threads, max_batch)
-    }
-    if openvino_available():
-        precision: Precision = "int8" if has_qdq(settings.path) else "f32"
-        openvino = OpenVinoSettings(path=settings.path, threads=settings.threads,
-                                    precision=precision)  # fmt: skip
-        candidates["openvino"] = lambda: OpenVinoEngine(openvino, card, max_batch)
+def open_fastest(
+    settings: AutoSettings,
+    card: ModelCard,
+    max_batch: int,
+    plugins: Mapping[str, EnginePlugin[Any]],
+) -> Engine:
+    """Open every candidate among ``plugins``, time a full batch on each, keep the fastest."""
+    candidates: dict[str, Callable[[], Engine]] = {}
+    for name, plugin in plugins.items():
+        chosen = plugin.auto(settings.path, settings.threads) if plugin.auto else None
+        if chosen is not None:
+            candidates[name] = partial(plugin.open, chosen, card, max_batch)
+    if not candidates:
+        raise ModelError(f"model.backend = 'auto': no backend here can run {settings.path}")
     best: tuple[float, str, Engine] | None = None
     figures: dict[str, float] = {}
     for name, open_engine in candidates.items():
@@ -98,9 +100,6 @@ def _open(settings: AutoSettings, card: ModelCard, max_batch: int) -> Engine:
         else:
             engine.close()
     assert best is not None
-    why = "the only runtime installed" if len(figures) == 1 else "the faster here"
+    why = "the only runtime installed" if len(figures) == 1 else "the fastest here"
     log.info("engine_chosen", backend=best[1], why=why, full_batch_ms=figures)
     return best[2]
-
-
-PLUGIN = EnginePlugin(AutoSettings, _open)
