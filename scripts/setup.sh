@@ -46,3 +46,4 @@ if [[ ",$extras," == *",train,"* ]] && ! .venv/bin/python -c "import torch" 2>/d
     .venv/bin/python -m pip install -qq "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -qq -e ".[$extras]"
+.venv/bin/python -m pip install -qq -e plugins/inspector-sparkplug
