@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -38,15 +39,10 @@ from inspector.types.frames import Frame
 from inspector.types.results import FrameResult, Region
 
 DT = pysparkplug.DataType
-DEVICE_TYPES = {
-    "Verdict/Last": DT.STRING,
-    "Verdict/OkCount": DT.UINT64,
-    "Verdict/NokCount": DT.UINT64,
-    "Verdict/LateCount": DT.UINT64,
-    "Frame/LastId": DT.UINT64,
-    "Latency/P99Ms": DT.DOUBLE,
-    "Model/Name": DT.STRING,
-}
+DEVICE_TYPES = {"Verdict/Last": DT.STRING, "Verdict/OkCount": DT.UINT64,
+                "Verdict/NokCount": DT.UINT64, "Verdict/LateCount": DT.UINT64,
+                "Frame/LastId": DT.UINT64, "Latency/P99Ms": DT.DOUBLE,
+                "Model/Name": DT.STRING}  # fmt: skip
 # The protobuf field each data type's value must travel in (Sparkplug B 3.0, 6.4.16).
 VALUE_FIELD = {DT.UINT64: "long_value", DT.DOUBLE: "double_value", DT.BOOLEAN: "boolean_value",
                DT.STRING: "string_value"}  # fmt: skip
@@ -124,17 +120,13 @@ def spb(mosquitto: Broker) -> Iterator[Callable[..., tuple[SparkplugSink, Host]]
     hosts: list[Host] = []
 
     def open_sink(
-        cameras: tuple[str, ...] = ("cam0", "cam1"), bdseq_file: Path | None = None, **kw: Any
+        cameras: tuple[str, ...] = ("cam0", "cam1"), from_frames: bool = False
     ) -> tuple[SparkplugSink, Host]:
         mosquitto.start()
-        group = kw.pop("group_id", f"g{uuid.uuid4().hex[:8]}")
-        host = Host(mosquitto, group)
+        host = Host(mosquitto, f"g{uuid.uuid4().hex[:8]}")
         broker = MqttSettings(host=mosquitto.host, port=mosquitto.port, keepalive_s=5)
-        from_frames = kw.pop("verdicts_from_frames", False)
-        settings = SparkplugSettings(enabled=True, group_id=group, **kw)
-        sink = SparkplugSink(
-            settings, "line1", cameras, "elpv-lite0", broker, bdseq_file, from_frames
-        )
+        settings = SparkplugSettings(enabled=True, group_id=host.group)
+        sink = SparkplugSink(settings, "line1", cameras, "elpv-lite0", broker, None, from_frames)
         opened.append(sink)
         hosts.append(host)
         return sink, host
@@ -160,10 +152,19 @@ def frame_result(camera: str, frame_id: int, defect: bool = False) -> FrameResul
     return FrameResult(frame, regions, None, 12.5, 1)
 
 
-def births(sink: SparkplugSink, host: Host, cameras: int = 2) -> list[Msg]:
+def births(host: Host, cameras: int = 2) -> list[Msg]:
     got = host.wait(1 + cameras)
     assert [m.kind for m in got] == ["NBIRTH"] + ["DBIRTH"] * cameras
     return got
+
+
+def latest(got: list[Msg]) -> dict[str, dict[str, Any]]:
+    """Each device's metrics as a host holds them after these births and data."""
+    values: dict[str, dict[str, Any]] = {}
+    for m in got:
+        if m.device is not None and m.kind in ("DBIRTH", "DDATA"):
+            values.setdefault(m.device, {}).update(m.values)
+    return values
 
 
 # -- births ----------------------------------------------------------------------------------
@@ -171,8 +172,8 @@ def births(sink: SparkplugSink, host: Host, cameras: int = 2) -> list[Msg]:
 
 def test_births_carry_every_metric_with_its_datatype(spb: Any) -> None:
     before_ms = time.time_ns() // 1_000_000
-    sink, host = spb()
-    nbirth, *dbirths = births(sink, host)
+    _, host = spb()
+    nbirth, *dbirths = births(host)
     node = {m.name: m for m in nbirth.payload.metrics}
     assert set(node) == {"bdSeq", "Node Control/Rebirth"}
     assert node["bdSeq"].datatype == DT.UINT64 and node["bdSeq"].value == 0
@@ -192,24 +193,13 @@ def test_births_carry_every_metric_with_its_datatype(spb: Any) -> None:
 
 
 def test_open_reads_the_daemon_context(mosquitto: Broker, tmp_path: Path) -> None:
-    @dataclass(frozen=True)
-    class Card:
-        name: str = "elpv-lite0"
-        sha256: str = "0" * 64
-
-    @dataclass(frozen=True)
-    class Context:
-        line_id: str
-        camera_ids: tuple[str, ...]
-        card: Card
-        broker: MqttSettings
-        state: StateFolder
-
     host = Host(mosquitto, "inspector")
-    broker = MqttSettings(host=mosquitto.host, port=mosquitto.port)
-    state = StateFolder(tmp_path, "lineX-")
-    context = Context("lineX", ("top",), Card(), broker, state)
-    sink = PLUGIN.create(SparkplugSettings(enabled=True), context)  # type: ignore[arg-type]
+    context = SimpleNamespace(  # the attributes of inspector.sinks.base.SinkContext it reads
+        line_id="lineX", camera_ids=("top",), card=SimpleNamespace(name="elpv-lite0"),
+        broker=MqttSettings(host=mosquitto.host, port=mosquitto.port),
+        state=StateFolder(tmp_path, "lineX-"), verdicts=True,
+    )  # fmt: skip
+    sink = PLUGIN.create(SparkplugSettings(enabled=True), context)
     try:
         got = host.wait(2)
         assert [(m.kind, m.device) for m in got] == [("NBIRTH", None), ("DBIRTH", "top")]
@@ -225,7 +215,7 @@ def test_open_reads_the_daemon_context(mosquitto: Broker, tmp_path: Path) -> Non
 
 def test_ddata_carries_only_what_changed(spb: Any) -> None:
     sink, host = spb()
-    births(sink, host)
+    births(host)
     steps: list[tuple[Callable[[], None], dict[str, Any]]] = [
         (lambda: sink.verdict(verdict("cam0", "ok", 1)),
          {"Verdict/Last": "ok", "Verdict/OkCount": 1}),
@@ -261,7 +251,7 @@ def test_ddata_carries_only_what_changed(spb: Any) -> None:
 def test_counts_match_the_verdicts_fed(spb: Any) -> None:
     rng = np.random.default_rng(7)
     sink, host = spb(cameras=("cam0", "cam1", "cam2"))
-    births(sink, host, 3)
+    births(host, 3)
     expected = {c: {"ok": 0, "nok": 0, "late": 0} for c in ("cam0", "cam1", "cam2")}
     last: dict[str, str] = {}
     for frame_id in range(600):  # fed as fast as it goes: DDATA folds what is queued
@@ -273,24 +263,14 @@ def test_counts_match_the_verdicts_fed(spb: Any) -> None:
             expected[camera][kind] += 1
             last[camera] = kind
 
-    def state(got: list[Msg]) -> dict[str, dict[str, Any]]:
-        values: dict[str, dict[str, Any]] = {}
-        for m in got:
-            if m.device is not None and m.kind in ("DBIRTH", "DDATA"):
-                values.setdefault(m.device, {}).update(m.values)
-        return values
-
     want = {
         c: {"Verdict/OkCount": n["ok"], "Verdict/NokCount": n["nok"],
             "Verdict/LateCount": n["late"], "Verdict/Last": last[c]}
         for c, n in expected.items()
     }  # fmt: skip
-
-    def settled(got: list[Msg]) -> bool:
-        now = state(got)
-        return all(want[c].items() <= now.get(c, {}).items() for c in want)
-
-    got = host.wait_until(settled, timeout=15)
+    got = host.wait_until(
+        lambda got: all(want[c].items() <= latest(got).get(c, {}).items() for c in want), 15
+    )
     assert sum(sum(n.values()) for n in expected.values()) > 600
     assert all(m.kind == "DDATA" for m in got[4:])
     assert sink.dropped == 0 and sink.errors == 0
@@ -298,7 +278,7 @@ def test_counts_match_the_verdicts_fed(spb: Any) -> None:
 
 def test_seq_increments_and_wraps_at_256(spb: Any) -> None:
     sink, host = spb(cameras=("cam0",))
-    births(sink, host, 1)
+    births(host, 1)
     frame_id = 0
     while len(host.collector.messages) < 300:  # one frame at a time: one DDATA each
         before = len(host.collector.messages)
@@ -314,19 +294,12 @@ def test_seq_increments_and_wraps_at_256(spb: Any) -> None:
 
 
 def test_without_verdicts_each_frame_counts_as_a_part(spb: Any) -> None:
-    sink, host = spb(cameras=("cam0",), verdicts_from_frames=True)
-    births(sink, host, 1)
+    sink, host = spb(cameras=("cam0",), from_frames=True)
+    births(host, 1)
     for frame_id, defect in enumerate([False, True, True]):
         sink.frame_result(frame_result("cam0", frame_id, defect))
     want = {"Verdict/OkCount": 1, "Verdict/NokCount": 2, "Verdict/Last": "nok", "Frame/LastId": 2}
-
-    def settled(got: list[Msg]) -> bool:
-        now: dict[str, Any] = {}
-        for m in got[1:]:
-            now.update(m.values)
-        return want.items() <= now.items()
-
-    host.wait_until(settled)
+    host.wait_until(lambda got: want.items() <= latest(got).get("cam0", {}).items())
 
 
 # -- commands, deaths, sessions --------------------------------------------------------------
@@ -341,7 +314,7 @@ def ncmd(rebirth: bool) -> bytes:
 
 def test_rebirth_on_ncmd(spb: Any, mosquitto: Broker) -> None:
     sink, host = spb()
-    first = births(sink, host)
+    first = births(host)
     for i in (1, 2):
         sink.verdict(verdict("cam1", "nok", i))
     host.wait_until(lambda got: any(m.values.get("Verdict/NokCount") == 2 for m in got))
@@ -363,7 +336,7 @@ def test_rebirth_on_ncmd(spb: Any, mosquitto: Broker) -> None:
 
 def test_clean_close_sends_ddeaths_then_ndeath(spb: Any) -> None:
     sink, host = spb()
-    nbirth = births(sink, host)[0]
+    nbirth = births(host)[0]
     sink.verdict(verdict("cam0", "ok", 1))
     host.wait(4)
     sink.close()
@@ -433,7 +406,7 @@ def test_a_lost_connection_is_a_new_session_with_the_next_bdseq(
     """Another client taking over the sink's client id cuts its connection, as a network
     outage would: the broker publishes the will, and the sink's reconnect is a new session."""
     sink, host = spb(cameras=("cam0",))
-    births(sink, host, 1)
+    births(host, 1)
     sink.verdict(verdict("cam0", "ok", 1))
     host.wait(3)
     intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=sink.client_id)
@@ -451,7 +424,7 @@ def test_a_lost_connection_is_a_new_session_with_the_next_bdseq(
 
 def test_a_failed_camera_dies_and_is_born_again_when_up(spb: Any) -> None:
     sink, host = spb()
-    births(sink, host)
+    births(host)
     sink.verdict(verdict("cam1", "ok", 1))
     host.wait(4)
     sink.camera_status("cam1", {"camera": "cam1", "state": "reconnecting"})
