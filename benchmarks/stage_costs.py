@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.engines import load_model
+from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.preprocess.calibration_files import load_camera_model, load_flat_field

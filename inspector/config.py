@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -39,6 +40,7 @@ from inspector.environment import Environment
 from inspector.errors import ConfigError
 from inspector.publishing.settings import MqttSettings, OutboxSettings
 from inspector.sections import Section, SinkSettings, StateFolder
+from inspector.sinks.registry import sink_plugins
 from inspector.textfiles import read_text
 from inspector.validation import describe
 
@@ -110,6 +112,24 @@ class AcceptanceSettings(Section):
     )
 
 
+class VerdictsSettings(Section):
+    """``[verdicts]``: one verdict for every part, decided in the pipeline, by a deadline, for
+    the sinks that carry verdicts (MQTT ``line/<line>/verdicts/<camera>``, OPC UA)."""
+
+    enabled: bool = False
+    deadline_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=600_000,
+        description="a part without a verdict this long after its capture gets a 'late' "
+        "verdict at that moment, and its real verdict follows with late = true; unset: no "
+        "deadline",
+    )
+    on_late: Literal["reject", "pass"] = Field(
+        default="reject", description="the fail-safe a late verdict asks for (its 'action')"
+    )
+
+
 class LoggingSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -135,7 +155,20 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     metrics: MetricsSettings = MetricsSettings()
     acceptance: AcceptanceSettings = AcceptanceSettings()
+    verdicts: VerdictsSettings = VerdictsSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    _state: StateFolder | None = PrivateAttr(default=None)
+
+    @property
+    def state(self) -> StateFolder:
+        """Where this line's daemon keeps its files (``load_settings`` sets it from the
+        config file's folder; ``state/`` of the working folder otherwise)."""
+        return self._state or state_folder(self.line.id, Path.cwd())
+
+    def sink_sections(self) -> dict[str, SinkSettings]:
+        """Every sink plugin's section, by name (enabled or not)."""
+        return {name: section for name, section in self if isinstance(section, SinkSettings)}
 
     @field_validator("cameras")
     @classmethod
@@ -195,9 +228,6 @@ class _EnvironmentSource(PydanticBaseSettingsSource):
 def _settings_class(
     file_data: dict[str, Any], environment: Environment | None = None, origin: str = ""
 ) -> type[Settings]:
-    # Imported here: the sink plugins import their own modules, which may import this one.
-    from inspector.sinks.registry import sink_plugins
-
     env = environment if environment is not None else Environment({})
 
     class _FileSettings(Settings):
@@ -251,6 +281,10 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     environment = Environment(os.environ)
     cls = _settings_class(data, environment, str(path))
+    broken = sink_plugins().broken
+    for key in data:
+        if key in broken and key not in cls.model_fields:  # an installed sink that won't load
+            raise ConfigError(f"{path}: [{key}]: {sink_plugins().problem(key)}")
     environment.check(cls.model_fields)
     try:
         settings = cls(**overrides)
@@ -284,7 +318,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         for name, section in settings
         if isinstance(section, SinkSettings)
     }
-    return settings.model_copy(
+    resolved = settings.model_copy(
         update={
             **sinks,
             "cameras": cameras,
@@ -293,3 +327,5 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
             "outbox": outbox.model_copy(update={"path": outbox_path}),
         }
     )
+    resolved._state = state
+    return resolved

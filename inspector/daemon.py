@@ -9,27 +9,33 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import cv2
 import structlog
 
+from inspector.capture.sources.registry import PLUGINS as SOURCE_PLUGINS
 from inspector.capture.sources.registry import create_source
 from inspector.config import Settings
-from inspector.engines import create_engine
+from inspector.engines.registry import PLUGINS as ENGINE_PLUGINS
+from inspector.engines.registry import create_engine
 from inspector.errors import InspectorError, SourceError
 from inspector.logs import interactive_terminal
 from inspector.pipeline.runner import Camera, Pipeline, RunSummary
 from inspector.preprocess.corrector import camera_corrections
 from inspector.publishing.acks import AckListener
+from inspector.publishing.outbox import Outbox
 from inspector.service.metrics import MetricsServer
 from inspector.service.stop_signals import StopSignals
 from inspector.service.systemd import PipelineWatchdog, SystemdNotifier, watchdog_interval_s
 from inspector.sinks import FanOut, Sink
-from inspector.sinks.registry import open_sinks
-from inspector.sinks.ui import LineWatcher
+from inspector.sinks.base import LineView, SinkContext
+from inspector.sinks.registry import open_sinks, sink_plugins
 from inspector.tiling import TileMask
 from inspector.tiling.fit import check_tiles_fit
+from inspector.types.card import ModelCard
 from inspector.types.results import SinkHealth
 
 log = structlog.get_logger(__name__)
@@ -51,6 +57,7 @@ def run_pipeline(
     ``on_finished`` hears the summary of a run that started, with the error it ends with,
     so a failed run still reports what it inspected.
     """
+    _warn_of_broken_plugins()
     # OpenCV's pool and the engine's would fight over the same cores (measured: the
     # corrections cost 7 % of throughput with OpenCV's default pool on 2 cores, 2 % with 1).
     cv2.setNumThreads(settings.cpu.opencv_threads or -1)
@@ -74,11 +81,10 @@ def run_pipeline(
             )
             cameras.append(Camera(camera_settings, source, corrector, mm_per_px, mask))
         check_tiles_fit(settings.tiling, cameras)  # before the broker: a config mistake, exit 78
-        opened = open_sinks(settings)
+        line = LineView()
+        opened = open_sinks(settings.sink_sections(), sink_contexts(settings, engine.card, line))
         sinks = FanOut([*opened, *extra_sinks])
-        for sink in opened:
-            if isinstance(sink, LineWatcher):  # the operator's page shows broker and outbox
-                sink.watch_line(sinks.health, sinks.metrics)
+        line.bind(sinks.health, sinks.metrics)
         if on_ack is not None:
             sinks.add_ack_listener(on_ack)
         # After everything that checks configuration, before READY: the first part at the
@@ -150,6 +156,46 @@ def run_pipeline(
             log.info("run_finished", **summary_dict(final))
             if on_finished is not None:
                 on_finished(final, failure)
+
+
+def _warn_of_broken_plugins() -> None:
+    """Installed plugins that could not be loaded, and which this line does not use (it
+    would have stopped at its configuration): one line each, so they are not a surprise."""
+    for plugins in (SOURCE_PLUGINS, ENGINE_PLUGINS, sink_plugins()):
+        for broken in plugins.broken.values():
+            log.warning("plugin_not_loaded", kind=plugins.kind.noun, name=broken.name,
+                        reason=str(broken))  # fmt: skip
+
+
+def sink_contexts(
+    settings: Settings, card: ModelCard, line: LineView
+) -> Callable[[str], SinkContext]:
+    """Each sink's context: the line's facts, and its own outbox file (the MQTT sink keeps
+    ``outbox.path``, the file it always had; another sink gets ``<sink>-outbox.sqlite``)."""
+    kept = settings.outbox
+    state = settings.state
+    sections = settings.sink_sections().values()
+    base = SinkContext(
+        line_id=settings.line.id,
+        camera_ids=tuple(camera.id for camera in settings.cameras),
+        card=card,
+        state=state,
+        broker=settings.mqtt,
+        triggered=frozenset(camera.id for camera in settings.cameras if camera.triggered()),
+        verdicts=settings.verdicts.enabled,
+        pictures=next((p for s in sections if (p := s.pictures()) is not None), None),
+        line=line,
+    )
+
+    def outbox_of(name: str) -> Outbox:
+        path = kept.path if name == "mqtt" and kept.path else state.place(f"{name}-outbox.sqlite")
+        return Outbox(path, kept.max_events, kept.when_full, kept.reserve_mb)
+
+    def context(name: str) -> SinkContext:
+        open_outbox = partial(outbox_of, name) if kept.enabled else None
+        return replace(base, open_outbox=open_outbox)
+
+    return context
 
 
 def summary_dict(summary: RunSummary) -> dict[str, object]:

@@ -46,3 +46,8 @@ class SinkSettings(Section):
     """A sink's section, ``[name]``: off unless the configuration turns it on."""
 
     enabled: bool = False
+
+    def pictures(self) -> Path | None:
+        """The folder of pictures this sink keeps for other sinks to show (the evidence
+        store's, which the operator's page serves); None for most sinks."""
+        return None

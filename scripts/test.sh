@@ -9,6 +9,8 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> lint-imports (the layers and no cycles: pyproject.toml, docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
 echo "==> pytest"
 .venv/bin/pytest -q "$@"
 if [ "$#" = 0 ]; then

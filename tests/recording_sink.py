@@ -6,8 +6,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from inspector.config import Settings
-from inspector.sinks.registry import SinkPlugin, SinkSettings
+from inspector.sections import SinkSettings
+from inspector.sinks.base import SinkContext
+from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth
 
 
@@ -44,8 +45,8 @@ class RecordingSink:
         self.closed.set()
 
 
-def _create(settings: RecordingSettings, config: Settings) -> RecordingSink:
-    return RecordingSink(settings, config.line.id)
+def _create(settings: RecordingSettings, context: SinkContext) -> RecordingSink:
+    return RecordingSink(settings, context.line_id)
 
 
 PLUGIN = SinkPlugin("recording", RecordingSettings, _create)

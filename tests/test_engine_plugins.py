@@ -15,9 +15,10 @@ from pydantic import TypeAdapter, ValidationError
 
 import inspector.engines
 from inspector.config import load_settings
-from inspector.engines import create_engine, registry, tensorrt_engine
+from inspector.engines import registry, tensorrt_engine
 from inspector.engines.base import EngineSettings
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeSettings
+from inspector.engines.registry import create_engine
 from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ConfigError, ModelError
 

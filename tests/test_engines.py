@@ -14,10 +14,10 @@ import pytest
 from models import build_color_model, normalize_reference
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.engines import create_engine, load_model
-from inspector.engines.card import card_path, file_sha256, write_card
+from inspector.engines.card import card_path, file_sha256, load_model, write_card
 from inspector.engines.normalize import TileNormalizer
 from inspector.engines.onnxruntime_engine import OnnxRuntimeSettings
+from inspector.engines.registry import create_engine
 from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ModelError
 from inspector.types.card import ModelCard

@@ -13,8 +13,8 @@ import pytest
 from models import build_color_model
 
 from inspector.config import load_settings
-from inspector.engines import create_engine
 from inspector.engines.card import card_path, load_model, write_card
+from inspector.engines.registry import create_engine
 from inspector.errors import EX_CONFIG, ModelError
 
 REPO = Path(__file__).resolve().parents[1]

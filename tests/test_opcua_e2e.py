@@ -190,7 +190,12 @@ def test_anonymous_and_wrong_passwords_are_refused(
         client = plc(port)
         await connect_when_up(client)  # the right login works
         try:
-            values = await read_all(client, await nodes_of(client, line))
+            nodes = await nodes_of(client, line)
+            values = await read_all(client, nodes)
+            end = time.monotonic() + 20  # the server is up before the camera delivers
+            while values["Online"] is not True and time.monotonic() < end:
+                await asyncio.sleep(0.1)
+                values = await read_all(client, nodes)
         finally:
             await client.disconnect()
         outcomes: dict[str, Any] = {"values": values}

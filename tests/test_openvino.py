@@ -12,8 +12,7 @@ import pytest
 from models import build_color_model
 
 from inspector.calibration.int8 import calibrate_int8
-from inspector.engines import create_engine
-from inspector.engines.registry import parse_model_settings
+from inspector.engines.registry import create_engine, parse_model_settings
 from inspector.errors import ConfigError
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (extra [openvino])")

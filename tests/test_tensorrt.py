@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from trt_fakes import FakeContext, FakeCudart, FakeTrt
 
 from inspector.cli import build_engine as build_engine_cli
-from inspector.engines import create_engine
 from inspector.engines.card import write_card
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import (
@@ -42,6 +41,7 @@ from inspector.engines.plan import (
     timing_cache_path,
     write_sidecar,
 )
+from inspector.engines.registry import create_engine
 from inspector.engines.scheduler import SchedulerFull, StreamScheduler
 from inspector.engines.tensorrt_engine import TensorRtEngine, TensorRtSettings
 from inspector.engines.trt_build import CudaError, build_engine, fp16_route

@@ -15,12 +15,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
+from inspector.config import VerdictsSettings
+from inspector.pipeline.verdict_stage import VerdictStage
 from inspector.pipeline.verdicts import VerdictTracker
 from inspector.publishing.outbox import Outbox
 from inspector.service.metrics import _sink_families
 from inspector.sinks.fanout import FanOut
 from inspector.sinks.opcua import OpcUaSettings
-from inspector.sinks.verdicts import VerdictsSettings, VerdictsSink
 from inspector.types.frames import Frame, utc_now
 from inspector.types.results import FrameResult, Region
 
@@ -152,14 +153,15 @@ def test_verdicts_reach_the_carriers_and_are_counted_for_metrics() -> None:
         def health(self) -> Any: ...
         def close(self) -> None: ...
 
-    verdicts = VerdictsSink(VerdictsSettings(enabled=True), "l", ["cam0"])
     carrier = Carrier()
-    fanout = FanOut([verdicts, carrier])  # type: ignore[list-item]
+    fanout = FanOut([carrier])  # type: ignore[list-item]
+    verdicts = VerdictStage(VerdictsSettings(enabled=True), "l", ["cam0"], fanout.verdict)
     frames = [frame(i) for i in range(3)]
     for f in frames:
-        fanout.frame_captured(f, f"l/cam0/r/{f.frame_id}")
+        verdicts.captured(f, f"l/cam0/r/{f.frame_id}")
     for f, classes in zip(frames, [(), ("crack", "crack"), ("stain",)], strict=True):
-        fanout.frame_result(result(f, classes))
+        verdicts.result(result(f, classes))
+    verdicts.close()
     fanout.close()
     assert [v["verdict"] for v in carrier.verdicts] == ["ok", "nok", "nok"]
     assert carrier.verdicts[1]["classes"] == ["crack"]  # each class once per part

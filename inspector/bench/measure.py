@@ -27,11 +27,10 @@ from pydantic import ValidationError
 
 from inspector.config import QueuePolicyName, Settings
 from inspector.daemon import run_pipeline
-from inspector.engines import create_engine
 from inspector.engines.auto import median_infer_ms
 from inspector.engines.base import AsyncEngine
 from inspector.engines.normalize import TileNormalizer
-from inspector.engines.registry import PLUGINS, parse_model_settings
+from inspector.engines.registry import PLUGINS, create_engine, parse_model_settings
 from inspector.errors import ConfigError, SourceError
 from inspector.pipeline.stats import percentiles
 from inspector.sinks.evidence import EvidenceSettings

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic_core import PydanticCustomError
 
-from inspector.engines.auto import AUTO, AutoSettings
-from inspector.engines.base import EnginePlugin, EngineSettings
+from inspector.engines.auto import AUTO, AutoSettings, open_fastest
+from inspector.engines.base import Engine, EnginePlugin, EngineSettings
+from inspector.engines.card import load_model
+from inspector.errors import ModelError
 from inspector.plugins import PluginKind, Plugins, TableParser, tagged_union
 from inspector.plugins import discover as discover_plugins
 
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "PLUGINS",
     "ModelSettings",
+    "create_engine",
     "default_model_settings",
     "discover",
     "model_settings_union",
@@ -91,3 +94,16 @@ default); raises :class:`pydantic.ValidationError`."""
 def default_model_settings() -> EngineSettings:
     """``[model]`` when the configuration has none: the default backend's defaults."""
     return parse_model_settings()
+
+
+def create_engine(settings: EngineSettings, max_batch: int) -> Engine:
+    """Validate the model and its card, then open it on the configured backend (``auto``:
+    the fastest of the candidates, measured here)."""
+    card = load_model(settings.path)
+    if isinstance(settings, AutoSettings):
+        return open_fastest(settings, card, max_batch, PLUGINS)
+    plugin = PLUGINS.get(settings.backend)
+    if plugin is None or not isinstance(settings, plugin.settings):
+        problem = PLUGINS.problem(settings.backend, also=[AUTO])
+        raise ModelError(f"model.backend: {problem}")
+    return plugin.open(settings, card, max_batch)

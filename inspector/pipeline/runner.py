@@ -30,10 +30,12 @@ from inspector.pipeline.events import event_id, new_run_id
 from inspector.pipeline.inference import InferenceLoop, Result
 from inspector.pipeline.results import CameraGeometry, ResultAssembler
 from inspector.pipeline.stats import PipelineStats, RateWindow
+from inspector.pipeline.verdict_stage import VerdictStage
 from inspector.postprocess import VerdictRule
-from inspector.sinks.base import CaptureWatchingSink, ResultSink
+from inspector.sinks.base import ResultSink, VerdictSink
 from inspector.tiling import TileMask, Tiler
 from inspector.types.frames import Frame, Image, iso_utc, utc_now
+from inspector.types.results import FrameResult
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +93,14 @@ class Pipeline:
         self.stats = PipelineStats()
         self.rule = VerdictRule(engine.card)
         self._errors: list[BaseException] = []
+        # One verdict per part, where the line asks for them: decided here, carried by the
+        # sinks that carry verdicts (the fan-out hands each to them).
+        self.verdicts: VerdictStage | None = None
+        if settings.verdicts.enabled:
+            emit = sink.verdict if isinstance(sink, VerdictSink) else (lambda verdict: None)
+            self.verdicts = VerdictStage(
+                settings.verdicts, settings.line.id, [c.settings.id for c in self.cameras], emit
+            )
 
         ready = threading.Condition()
         self.queues = [
@@ -98,7 +108,7 @@ class Pipeline:
                 camera.settings.queue_size,
                 queue_policy(camera),
                 ready,
-                *self._capture_listeners(sink),
+                *self._capture_listeners(),
             )
             for camera in self.cameras
         ]
@@ -145,7 +155,7 @@ class Pipeline:
             engine.card,
             {c.settings.id: CameraGeometry(c.settings, c.mm_per_px) for c in self.cameras},
             self.stats,
-            deliver=sink.frame_result,
+            deliver=self._deliver,
         )
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._log = log.bind(line=settings.line.id, run_id=self.run_id)
@@ -170,6 +180,8 @@ class Pipeline:
             self.stop_event.set()
             for thread in threads:
                 thread.join(timeout=10)
+            if self.verdicts is not None:
+                self.verdicts.close()  # the parts never decided get theirs before the sinks close
         self._raise_first_error()
         return self.summary()
 
@@ -217,20 +229,26 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _capture_listeners(self, sink: ResultSink) -> tuple[FrameListener | None, ...]:
-        """What a queue tells the sinks that watch captures (the verdicts' deadlines): each
-        frame offered to it and each it gives up, with the event id the frame has."""
-        if not isinstance(sink, CaptureWatchingSink):
+    def _capture_listeners(self) -> tuple[FrameListener | None, ...]:
+        """What a queue tells the verdict stage (the parts' deadlines): each frame offered to
+        it and each it gives up, with the event id the frame has."""
+        verdicts = self.verdicts
+        if verdicts is None:
             return None, None
         line, run_id = self.settings.line.id, self.run_id
 
         def offered(frame: Frame) -> None:
-            sink.frame_captured(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
+            verdicts.captured(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
 
         def dropped(frame: Frame) -> None:
-            sink.frame_dropped(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
+            verdicts.dropped(frame, event_id(line, frame.camera_id, run_id, frame.frame_id))
 
         return offered, dropped
+
+    def _deliver(self, result: FrameResult) -> None:
+        self.sink.frame_result(result)
+        if self.verdicts is not None:
+            self.verdicts.result(result)
 
     def _collect(self) -> None:
         while True:

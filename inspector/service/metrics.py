@@ -123,7 +123,10 @@ class PipelineCollector(Collector):
         yield from histograms
         for kind, name, doc, value in figures:
             yield _family(kind, name, doc, ["line"], [([line], value)])
-        yield from _sink_families(line, self.sinks.metrics().values())
+        reports = list(self.sinks.metrics().values())
+        if self.pipeline.verdicts is not None:  # parts per verdict, defects per class
+            reports.append(self.pipeline.verdicts.metrics())
+        yield from _sink_families(line, reports)
         counters = self.sinks.counters().items()
         errors = [([line, name], float(errors)) for name, (errors, _) in counters]
         dropped = [([line, name], float(dropped)) for name, (_, dropped) in counters]

@@ -1,26 +1,32 @@
-"""The one interface every sink implements, and what it receives.
+"""The one interface every sink implements, what it receives, and what it is made from.
 
-A sink is where results leave the daemon: MQTT today; evidence pictures, an OPC UA
-server, the operator's page next. Each gets every :class:`FrameResult`, camera status
-changes and periodic stats, and says how it is doing through :meth:`Sink.health`.
-Sinks never call each other and never see the pipeline: the fan-out
-(:mod:`inspector.sinks.fanout`) runs each on its own thread, so one that raises or
-stalls costs only itself.
+A sink is where results leave the daemon (MQTT, evidence pictures, OPC UA, the operator's
+page, an installed package's). Each gets every :class:`FrameResult`, every verdict (where it
+carries them), camera status changes and periodic stats, and says how it is doing through
+:meth:`Sink.health`. Sinks never call each other and never see the pipeline: the fan-out
+(:mod:`inspector.sinks.fanout`) runs each on its own thread, so one that raises or stalls
+costs only itself. A sink is made from its own section and a :class:`SinkContext`: never the
+whole configuration, never another sink's section (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from inspector.publishing.acks import AckListener
-from inspector.types.frames import Frame
+from inspector.publishing.outbox import Outbox
+from inspector.publishing.settings import MqttSettings
+from inspector.sections import StateFolder
+from inspector.types.card import ModelCard
 from inspector.types.results import (
     FrameResult,
     SinkHealth,
     SinkMetric,
     Verdict,
-    VerdictListener,
 )
 
 
@@ -89,30 +95,52 @@ class AcknowledgingSink(Protocol):
 
 
 @runtime_checkable
-class CaptureWatchingSink(Protocol):
-    """A sink that hears of each frame when its camera's queue takes it in, and of each frame
-    a ``drop_oldest`` queue gives up: what a per-part deadline is measured from.
-
-    Called synchronously on the capture thread, under the queue's lock: record and return,
-    no I/O, no waiting."""
-
-    def frame_captured(self, frame: Frame, event_id: str) -> None: ...
-
-    def frame_dropped(self, frame: Frame, event_id: str) -> None: ...
-
-
-@runtime_checkable
-class VerdictProducingSink(Protocol):
-    """A sink that decides one verdict per part (the ``verdicts`` sink); the fan-out hands
-    each one to every :class:`VerdictSink`. The listener may be called from any thread."""
-
-    def listen_for_verdicts(self, listener: VerdictListener) -> None: ...
-
-
-@runtime_checkable
 class VerdictSink(Protocol):
     """A sink that passes verdicts on (MQTT, OPC UA). Called in the order they were decided,
     on the thread that decided them (the deadline's timer, for a late one), and so from
     another thread than its other calls: hand the message on and return, never wait."""
 
     def verdict(self, verdict: Verdict) -> None: ...
+
+
+class LineView:
+    """The whole line as a sink may look at it: every sink's health and figures (the
+    operator's page shows the broker and the outbox). Answers once the fan-out exists."""
+
+    def __init__(self) -> None:
+        self._health: Callable[[], Mapping[str, SinkHealth]] = dict
+        self._figures: Callable[[], Mapping[str, Sequence[SinkMetric]]] = dict
+
+    def bind(
+        self,
+        health: Callable[[], Mapping[str, SinkHealth]],
+        figures: Callable[[], Mapping[str, Sequence[SinkMetric]]],
+    ) -> None:
+        self._health, self._figures = health, figures
+
+    def health(self) -> Mapping[str, SinkHealth]:
+        return self._health()
+
+    def figures(self) -> Mapping[str, Sequence[SinkMetric]]:
+        return self._figures()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink is made from besides its own section: facts of the line, never the whole
+    configuration. One per sink (``open_outbox`` opens that sink's own file)."""
+
+    line_id: str
+    camera_ids: tuple[str, ...]
+    card: ModelCard  # the active model: labels, thresholds, input size, name
+    state: StateFolder  # where the daemon keeps its files
+    broker: MqttSettings  # the line's broker, for a sink that speaks MQTT ([mqtt])
+    # Cameras whose frames carry a trigger count (part ids from a PLC's encoder).
+    triggered: frozenset[str] = frozenset()
+    verdicts: bool = False  # the pipeline decides one verdict per part ([verdicts] enabled)
+    # The folder whose pictures a sink keeps for others to show (the evidence store's).
+    pictures: Path | None = None
+    # This sink's own durable outbox, for acknowledged delivery; None with [outbox] off.
+    open_outbox: Callable[[], Outbox] | None = None
+    line: LineView = field(default_factory=LineView)
+    clock: Callable[[], float] = time.time

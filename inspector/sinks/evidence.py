@@ -16,13 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from inspector.engines.card import load_model
 from inspector.evidence.pictures import (
     annotate_frame,
     crop_region,
@@ -32,11 +31,9 @@ from inspector.evidence.pictures import (
 from inspector.evidence.store import EvidenceStore, stored_paths
 from inspector.postprocess import VerdictRule
 from inspector.sections import Section, SinkSettings, StateFolder
+from inspector.sinks.base import SinkContext
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric
-
-if TYPE_CHECKING:
-    from inspector.config import Settings
 
 
 class UncertainSettings(Section):
@@ -66,6 +63,9 @@ class EvidenceSettings(SinkSettings):
             return settings.model_copy(update={"path": state.place("evidence")})
         return settings
 
+    def pictures(self) -> Path | None:
+        return self.path if self.enabled else None  # the operator's page serves them
+
     @model_validator(mode="after")
     def _room_for_one_event(self) -> Self:
         if self.max_mb < 0.1:
@@ -94,9 +94,9 @@ class EvidenceSink:
         self._left_this_minute = settings.uncertain.per_minute if settings.uncertain else 0
 
     @classmethod
-    def open(cls, settings: EvidenceSettings, config: Settings) -> EvidenceSink:
+    def open(cls, settings: EvidenceSettings, context: SinkContext) -> EvidenceSink:
         assert settings.path is not None  # load_settings fills in the default
-        card = load_model(config.model.path)  # the labels and thresholds of the line's model
+        card = context.card  # the labels and thresholds of the line's model
         store = EvidenceStore(settings.path, settings.max_mb, settings.max_days)
         return cls(settings, store, VerdictRule(card), card.input.width)
 

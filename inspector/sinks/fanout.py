@@ -21,15 +21,12 @@ from inspector.errors import InspectorError
 from inspector.publishing.acks import AckListener
 from inspector.sinks.base import (
     AcknowledgingSink,
-    CaptureWatchingSink,
     DeliveryWaitingSink,
     EventDescribingSink,
     MeasuredSink,
     Sink,
-    VerdictProducingSink,
     VerdictSink,
 )
-from inspector.types.frames import Frame
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 
 log = structlog.get_logger(__name__)
@@ -105,12 +102,7 @@ class FanOut:
             raise ValueError(f"sink names must be unique: {names}")
         self._workers = [_Worker(sink) for sink in sinks]
         self._describers = [w for w in self._workers if isinstance(w.sink, EventDescribingSink)]
-        self._watchers = [w for w in self._workers if isinstance(w.sink, CaptureWatchingSink)]
-        # Verdicts are decided by one sink and carried by others.
-        self._producers = [w for w in self._workers if isinstance(w.sink, VerdictProducingSink)]
         self._carriers = [w for w in self._workers if isinstance(w.sink, VerdictSink)]
-        for worker in self._producers:
-            worker.sink.listen_for_verdicts(self._verdict)  # type: ignore[attr-defined]
         self._closed = False
 
     def _each(self, work: _Work) -> None:
@@ -132,17 +124,6 @@ class FanOut:
                 log.warning("sink_event_fields_failed", sink=worker.sink.name, error=str(exc))
         return fields
 
-    def frame_captured(self, frame: Frame, event_id: str) -> None:
-        """A queue took a frame in: told at once, on the capture thread (the watchers only
-        record it), so a deadline runs from the capture, not from a sink thread's turn."""
-        for worker in self._watchers:
-            self._watch(worker, lambda sink: sink.frame_captured(frame, event_id))
-
-    def frame_dropped(self, frame: Frame, event_id: str) -> None:
-        """A ``drop_oldest`` queue gave a frame up: told at once, as :meth:`frame_captured`."""
-        for worker in self._watchers:
-            self._watch(worker, lambda sink: sink.frame_dropped(frame, event_id))
-
     @staticmethod
     def _watch(worker: _Worker, call: Callable[[Any], None]) -> None:
         try:
@@ -153,12 +134,12 @@ class FanOut:
                 log.warning("sink_failed", sink=worker.sink.name, error=str(exc),
                             error_type=type(exc).__name__, errors=worker.errors)  # fmt: skip
 
-    def _verdict(self, verdict: Verdict) -> None:
-        """Straight to each carrier, on the thread that decided it (the verdicts' deadline
-        timer, for a late one): not behind a carrier's queue of other work, such as the MQTT
-        sink's snapshot encoding, which would make the fail-safe late itself. A carrier's
-        ``verdict`` only hands the message on (an outbox row and paho's queue, the OPC UA
-        server's loop)."""
+    def verdict(self, verdict: Verdict) -> None:
+        """Straight to each carrier, on the thread that decided it (the results thread, the
+        verdict stage's deadline timer for a late one): not behind a carrier's queue of other
+        work, such as the MQTT sink's snapshot encoding, which would make the fail-safe late
+        itself. A carrier's ``verdict`` only hands the message on (an outbox row and paho's
+        queue, the OPC UA server's loop)."""
         for worker in self._carriers:
             self._watch(worker, lambda sink: sink.verdict(verdict))
 
@@ -221,15 +202,9 @@ class FanOut:
             return
         self._closed = True
         deadline = time.monotonic() + timeout
-        # The sinks that decide verdicts close first: their last verdicts (parts the run
-        # never decided) must reach the carriers before those finish.
-        first = [w for w in self._workers if w in self._producers]
-        then = [w for w in self._workers if w not in self._producers]
-        outcomes: list[InspectorError | None] = []
-        for group in (first, then):
-            for worker in group:
-                worker.put(None)  # after everything already queued
-            outcomes += [worker.finish(deadline) for worker in group]
+        for worker in self._workers:
+            worker.put(None)  # after everything already queued
+        outcomes = [worker.finish(deadline) for worker in self._workers]
         failure = next((outcome for outcome in outcomes if outcome is not None), None)
         if failure is not None:
             raise failure

@@ -1,5 +1,6 @@
 """The MQTT sink: defect events (through the durable outbox when it is on), camera status
-and stats to the broker, configured by ``[mqtt]`` (on by default) and ``[outbox]``.
+and stats to the broker, configured by ``[mqtt]`` (on by default); its durable outbox
+(``[outbox]``) is opened for it by the daemon, through its context.
 
 Its health is the broker's and the outbox's; its close waits up to ``mqtt.ack_timeout_s``
 for the broker to acknowledge every event, including those still on disk because the
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inspector.errors import BrokerError, StorageError
 from inspector.evidence.pictures import annotate_frame, encode_jpeg
@@ -21,11 +22,9 @@ from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
 from inspector.publishing.settings import MqttSettings
 from inspector.publishing.topics import verdicts_topic
+from inspector.sinks.base import SinkContext
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
-
-if TYPE_CHECKING:
-    from inspector.config import Settings
 
 
 class MqttSink:
@@ -44,15 +43,11 @@ class MqttSink:
         self._stop_waiting = threading.Event()
 
     @classmethod
-    def open(cls, settings: MqttSettings, config: Settings) -> MqttSink:
+    def open(cls, settings: MqttSettings, context: SinkContext) -> MqttSink:
         """Open the outbox and the connection; raise ConfigError for what no retry heals, and
         BrokerError for a broker that is down when there is no outbox to wait in."""
-        outbox: Outbox | None = None
-        kept = config.outbox
-        if kept.enabled:
-            assert kept.path is not None  # load_settings fills in the default
-            outbox = Outbox(kept.path, kept.max_events, kept.when_full, kept.reserve_mb)
-        sink = cls(settings, config.line.id, outbox)
+        outbox = context.open_outbox() if context.open_outbox is not None else None
+        sink = cls(settings, context.line_id, outbox)
         try:
             if sink._durable is None:
                 sink.publisher.connect()  # nowhere to keep events: the broker must be there

@@ -1,35 +1,36 @@
-"""Where sinks are found: every module of this package that defines ``PLUGIN``, every
-installed package's ``inspector.sinks`` entry point, and :func:`register` (tests, embedding).
+"""The sinks: every module of :mod:`inspector.sinks` that defines ``PLUGIN``, every installed
+``inspector.sinks`` entry point (the kernel: :mod:`inspector.plugins`), and :func:`register`
+(tests, embedding).
 
-A sink plugin is one file: its settings (a top-level config section named after it, with
-``enabled``), its class, and ``PLUGIN = SinkPlugin(name, Settings, create)``. Nothing
-else is edited: ``load_settings`` adds the section, the daemon opens the sink when enabled.
+A sink plugin is one file (or a folder): its settings (a top-level config section named after
+it, with ``enabled``), its class, and ``PLUGIN = SinkPlugin(name, Settings, create)`` where
+``create(section, context)`` gets its own section and a :class:`SinkContext`. Nothing else is
+edited: ``load_settings`` adds the section, the daemon opens the sink when enabled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from inspector.errors import ConfigError
-from inspector.plugins import module_plugins
+from inspector.plugins import PluginKind, Plugins, discover
 from inspector.sections import SinkSettings
-from inspector.sinks.base import Sink
+from inspector.sinks.base import Sink, SinkContext
 
-if TYPE_CHECKING:
-    from inspector.config import Settings
+_PACKAGE = __name__.rpartition(".")[0]
 
 
 @dataclass(frozen=True, slots=True)
 class SinkPlugin:
     name: str  # the config section, [name], and the sink's label in metrics
     settings: type[SinkSettings]
-    create: Callable[[Any, Settings], Sink]  # (its section, the whole configuration)
+    create: Callable[[Any, SinkContext], Sink]  # (its section, its context)
 
 
+SINKS = PluginKind("sink", "inspector.sinks", _PACKAGE, SinkPlugin, lambda plugin: (plugin.name,))
 _registered: dict[str, SinkPlugin] = {}
+_found: Plugins[SinkPlugin] | None = None
 
 
 def register(plugin: SinkPlugin) -> None:
@@ -40,30 +41,32 @@ def unregister(name: str) -> None:
     _registered.pop(name, None)
 
 
-def sink_plugins() -> dict[str, SinkPlugin]:
-    found: dict[str, SinkPlugin] = {}
-    for _, plugin in module_plugins(__package__ or "inspector.sinks", SinkPlugin, skip=__name__):
-        found[plugin.name] = plugin
-    for point in entry_points(group="inspector.sinks"):
-        try:
-            plugin = point.load()
-        except Exception as exc:
-            raise ConfigError(f"sink plugin {point.value}: cannot load it: {exc}") from None
-        if isinstance(plugin, SinkPlugin):
-            found[plugin.name] = plugin
-    found.update(_registered)
-    return found
+def sink_plugins() -> Plugins[SinkPlugin]:
+    """Every sink plugin, by section name: built in, installed, registered. The modules and
+    entry points are looked at once per process."""
+    global _found
+    if _found is None:
+        _found = discover(SINKS, skip=__name__)
+    if not _registered:
+        return _found
+    found = {**_found, **_registered}
+    origins = {**_found.origins, **{name: "registered" for name in _registered}}
+    return Plugins(SINKS, found, origins, _found.broken)
 
 
-def open_sinks(settings: Settings) -> list[Sink]:
-    """Every plugin sink whose section says ``enabled = true``, opened; if one cannot be
-    opened, those opened before it are closed again and its error is raised."""
+def open_sinks(
+    sections: Mapping[str, SinkSettings], context: Callable[[str], SinkContext]
+) -> list[Sink]:
+    """The sink of every section that says ``enabled = true``, made from that section and
+    ``context(name)``; if one cannot be opened, those opened before it are closed again and
+    its error is raised."""
+    plugins = sink_plugins()
     sinks: list[Sink] = []
     try:
-        for name, plugin in sink_plugins().items():
-            section = getattr(settings, name, None)
+        for name, plugin in plugins.items():  # by name: the order is the same every start
+            section = sections.get(name)
             if isinstance(section, plugin.settings) and section.enabled:
-                sinks.append(plugin.create(section, settings))
+                sinks.append(plugin.create(section, context(name)))
     except BaseException:
         for sink in sinks:
             sink.close()

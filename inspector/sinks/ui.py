@@ -16,20 +16,18 @@ import ipaddress
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field, model_validator
 
-from inspector.capture.sources._industrial import trigger_mode_on
-from inspector.engines.card import load_model
 from inspector.errors import ConfigError
 from inspector.sections import SinkSettings
+from inspector.sinks.base import SinkContext
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric
-from inspector.ui.state import CameraInfo, FigureSource, HealthSource, LiveState
+from inspector.ui.state import CameraInfo, LiveState
 
 if TYPE_CHECKING:
-    from inspector.config import Settings
     from inspector.ui.server import UiServer
 
 
@@ -50,7 +48,7 @@ class UiSettings(SinkSettings):
     )
     evidence: Path | None = Field(
         default=None, description="the evidence store served at /evidence/ "
-        "(default: [evidence]'s path when that sink is on)",
+        "(default: the pictures the line keeps, [evidence]'s when that sink is on)",
     )  # fmt: skip
     frame_width: int = Field(default=640, ge=64, le=4096, description="the page's pictures")
     frame_fps: float = Field(default=2.0, gt=0, le=10, description="pictures per camera at most")
@@ -87,14 +85,6 @@ class UiSettings(SinkSettings):
         return self
 
 
-@runtime_checkable
-class LineWatcher(Protocol):
-    """A sink that shows the whole line: the daemon hands it the other sinks' health and
-    figures (the broker, the outbox) once they are open."""
-
-    def watch_line(self, health: HealthSource, figures: FigureSource) -> None: ...
-
-
 class UiSink:
     name = "ui"
     lossless = False  # the page shows the newest: a backlog is worth nothing
@@ -103,7 +93,7 @@ class UiSink:
         self.state, self.server = state, server
 
     @classmethod
-    def open(cls, settings: UiSettings, config: Settings) -> UiSink:
+    def open(cls, settings: UiSettings, context: SinkContext) -> UiSink:
         try:
             from inspector.ui.app import create_app
             from inspector.ui.server import UiServer
@@ -111,19 +101,13 @@ class UiSink:
             raise ConfigError(
                 f"ui: the page needs the [ui] extra (pip install 'line-inspector[ui]'): {exc}"
             ) from None
-        card = load_model(config.model.path)
+        card = context.card
         test = (card.model_extra or {}).get("metrics", {}).get("test", {})
         model = {"name": card.name, "test_accuracy": test.get("accuracy"), "labels": card.labels}
-        evidence_root = settings.evidence
-        evidence = getattr(config, "evidence", None)
-        if evidence_root is None and evidence is not None and evidence.enabled:
-            evidence_root = evidence.path
-        cameras = [
-            CameraInfo(camera.id, trigger_mode_on(getattr(camera, "features", None) or {}))
-            for camera in config.cameras
-        ]
+        evidence_root = settings.evidence or context.pictures
+        cameras = [CameraInfo(camera, camera in context.triggered) for camera in context.camera_ids]
         state = LiveState(
-            config.line.id, cameras, model, card.labels,
+            context.line_id, cameras, model, card.labels,
             frame_width=settings.frame_width, frame_fps=settings.frame_fps,
             jpeg_quality=settings.jpeg_quality, events_kept=settings.events,
             evidence_url="/evidence/" if evidence_root is not None else None,
@@ -137,10 +121,9 @@ class UiSink:
             max_pending_per_client=settings.max_pending_per_client, refusals=state.refused,
         )  # fmt: skip
         server.start()
+        # The broker's and the outbox's state, from the other sinks, once they are all open.
+        state.watch_line(context.line.health, context.line.figures)
         return cls(state, server)
-
-    def watch_line(self, health: HealthSource, figures: FigureSource) -> None:
-        self.state.watch_line(health, figures)
 
     def frame_result(self, result: FrameResult) -> None:
         self.state.add_result(result)

@@ -10,10 +10,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from inspector.engines import create_engine
 from inspector.engines.card import load_model
 from inspector.engines.normalize import TileNormalizer
-from inspector.engines.registry import PLUGINS, parse_model_settings
+from inspector.engines.registry import PLUGINS, create_engine, parse_model_settings
 from inspector.errors import ConfigError, DatasetError
 from inspector.postprocess import VerdictRule
 from inspector.training.datasets import Dataset, Sample, read_image, resize_to

@@ -36,6 +36,9 @@ class IndustrialSettings(SourceSettings):
     )
     read_timeout_s: float = Field(default=5.0, gt=0)
 
+    def triggered(self) -> bool:
+        return trigger_mode_on(self.features)
+
     @model_validator(mode="after")
     def _a_selector(self) -> Self:
         if not self.source.startswith(_SELECTORS):

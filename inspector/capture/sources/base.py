@@ -83,6 +83,10 @@ class SourceSettings(Section):
             raise ValueError("give conveyor_mm_per_frame or conveyor_mm_per_s, not both")
         return self
 
+    def triggered(self) -> bool:
+        """Whether the camera waits for a trigger (its frames are parts a PLC counts)."""
+        return False
+
     def common(self) -> dict[str, object]:
         """The fields every kind has, except ``type`` and ``source``: to make a camera of
         another kind with the same id, queue and calibration (a replay of a recording)."""

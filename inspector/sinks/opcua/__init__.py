@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from inspector.errors import ConfigError
+from inspector.sinks.base import SinkContext
 from inspector.sinks.opcua.settings import OpcUaSettings
 from inspector.sinks.registry import SinkPlugin
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
@@ -28,7 +29,6 @@ from inspector.types.results import FrameResult, SinkHealth, SinkMetric, Verdict
 __all__ = ["PLUGIN", "OpcUaSettings", "OpcUaSink"]
 
 if TYPE_CHECKING:
-    from inspector.config import Settings
     from inspector.sinks.opcua.server import OpcUaServer
 
 
@@ -40,9 +40,8 @@ class OpcUaSink:
         self.server = server
 
     @classmethod
-    def open(cls, settings: OpcUaSettings, config: Settings) -> OpcUaSink:
-        verdicts = getattr(config, "verdicts", None)
-        if verdicts is None or not verdicts.enabled:
+    def open(cls, settings: OpcUaSettings, context: SinkContext) -> OpcUaSink:
+        if not context.verdicts:
             raise ConfigError(
                 "opcua: its nodes show the verdicts: set [verdicts] enabled = true as well"
             )
@@ -52,7 +51,7 @@ class OpcUaSink:
             raise ConfigError(
                 f"[opcua] needs the opcua extra: pip install 'line-inspector[opcua]' ({exc})"
             ) from None
-        server = OpcUaServer(settings, config.line.id, [camera.id for camera in config.cameras])
+        server = OpcUaServer(settings, context.line_id, list(context.camera_ids))
         server.start()  # raises ConfigError for a port in use or unusable certificates
         return cls(server)
 
