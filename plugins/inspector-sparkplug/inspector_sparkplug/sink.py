@@ -41,7 +41,9 @@ _COUNTS = {"ok": "Verdict/OkCount", "nok": "Verdict/NokCount", "late": "Verdict/
 _BATCH = 256  # queued updates folded into one round of DDATA
 _CLOSE_S = 5.0  # a stop must not hang on a dead broker: the will covers that case
 _NDEATH_ACK_S = 2.0
-_DOWN_STATES = {"failed", "ended"}  # a camera that reconnects stays born: no DDEATH flapping
+# A camera that reconnects stays born (no DDEATH flapping); a recording that ended is still
+# being inspected, its verdicts follow: its DDEATH comes with the close.
+_DOWN_STATES = {"failed"}
 
 log = structlog.get_logger(__name__)
 
