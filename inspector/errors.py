@@ -56,3 +56,10 @@ class BrokerError(InspectorError, exit_code=EX_UNAVAILABLE):
 
 class StorageError(InspectorError, exit_code=EX_IOERR):
     """Events could not be written to disk (a full or failing outbox disk)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (a runtime's or an SDK's message can run to a page), or its
+    type's name where it says nothing: what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -57,3 +57,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
+
+
+def at_doubling(count: int) -> bool:
+    """True at 1, 2, 4, 8...: a failure that repeats on every frame is logged each time its
+    count doubles, not once per frame (the count itself goes to /metrics)."""
+    return count > 0 and count & (count - 1) == 0

@@ -14,7 +14,7 @@ An installed plugin that fails to load is kept as a :class:`BrokenPlugin`: one l
 its distribution and the error, raised only where the configuration uses that name, so a
 broken optional package never stops a line that does not use it. Names are unique across
 both places; an unknown name gets a did-you-mean among the plugins found. docs/architecture.md
-shows a whole external plugin. This module imports nothing of inspector but the errors.
+shows a whole external plugin. This module imports nothing of inspector but its errors.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from pydantic import BeforeValidator, Discriminator, TypeAdapter
+
+from inspector.errors import first_line
 
 PluginT = TypeVar("PluginT")
 SettingsT = TypeVar("SettingsT")
@@ -134,7 +136,9 @@ def discover(
             if taken:
                 raise TypeError(f"{kind.noun} {taken[0]!r} is taken by {origins[taken[0]]}")
         except Exception as exc:  # an installed package's fault: only fatal where used
-            broken[point.name] = BrokenPlugin(point.name, origin, _first_line(exc))
+            broken[point.name] = BrokenPlugin(
+                point.name, origin, f"{type(exc).__name__}: {first_line(exc)}"
+            )
             continue
         for name in names:
             found[name], origins[name] = plugin, origin
@@ -145,11 +149,6 @@ def _origin(point: EntryPoint) -> str:
     dist = point.dist
     where = f"distribution {dist.name} {dist.version}" if dist is not None else "an entry point"
     return f"{where} ({point.value})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def module_plugins(

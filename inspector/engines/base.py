@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from inspector.errors import ModelError
+from inspector.errors import ModelError, first_line
 from inspector.types.card import ModelCard
 
 Batch = npt.NDArray[np.float32]
@@ -102,9 +102,7 @@ class EngineBase:
         except ModelError:
             raise
         except Exception as exc:  # the runtime's own error types (a reshape in the graph...)
-            text = str(exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise ModelError(f"{model}: one inference at load failed: {first}") from None
+            raise ModelError(f"{model}: one inference at load failed: {first_line(exc)}") from None
 
     def _check_size(self, n: int) -> None:
         if not 1 <= n <= self._max_batch:

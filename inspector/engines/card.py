@@ -18,7 +18,7 @@ import numpy.typing as npt
 import onnx
 from pydantic import ValidationError
 
-from inspector.errors import ModelError
+from inspector.errors import ModelError, first_line
 from inspector.textfiles import read_text
 from inspector.types.card import ModelCard
 
@@ -142,7 +142,7 @@ def load_model(onnx_path: Path) -> ModelCard:
         # External weights are not needed to check names and shapes.
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage input
-        raise ModelError(f"{onnx_path}: not a readable ONNX model: {_first_line(exc)}") from None
+        raise ModelError(f"{onnx_path}: not a readable ONNX model: {first_line(exc)}") from None
     if not model.HasField("graph"):  # an empty or truncated file parses as an empty message
         raise ModelError(f"{onnx_path}: not a readable ONNX model: it holds no graph")
     problems = _graph_problems(model.graph, card)
@@ -164,8 +164,3 @@ def checked_scores(raw: object, n: int, card: ModelCard, model: Path) -> npt.NDA
             f"labels ({', '.join(card.labels)}); fix the card's labels or re-export the model"
         )
     return scores.reshape(n, labels)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import checked_scores
-from inspector.errors import ModelError
+from inspector.errors import ModelError, first_line
 from inspector.types.card import ModelCard
 
 # ORT logs warnings (e.g. unused initializers) straight to stderr, outside our
@@ -50,9 +50,9 @@ class OnnxRuntimeEngine(EngineBase):
                 str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
-            text = str(exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load the model: {first}") from None
+            raise ModelError(
+                f"{onnx_path}: ONNX Runtime cannot load the model: {first_line(exc)}"
+            ) from None
         super().__init__(card, max_batch)
         self._session: Any | None = session
         self._input = card.input.name

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 from inspector.engines.base import Batch, Engine, EngineBase, EnginePlugin, EngineSettings, Scores
 from inspector.engines.card import checked_scores
 from inspector.engines.plan import has_qdq
-from inspector.errors import ConfigError, ModelError
+from inspector.errors import ConfigError, ModelError, first_line
 from inspector.types.card import ModelCard
 
 Precision = Literal["f32", "bf16", "int8"]
@@ -94,7 +94,7 @@ class OpenVinoEngine(EngineBase):
             model = core.read_model(str(settings.path))
             self._compiled = core.compile_model(model, settings.device, config)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"{settings.path}: OpenVINO cannot compile the model: {first}"
             ) from None

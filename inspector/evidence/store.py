@@ -53,6 +53,7 @@ from inspector.evidence.files import (
 )
 from inspector.evidence.footprint import Footprint
 from inspector.evidence.index import EvidenceItem, Index, Kind, Stored
+from inspector.logs import at_doubling
 from inspector.types.frames import iso_utc, utc_now
 
 log = structlog.get_logger(__name__)
@@ -204,7 +205,7 @@ class EvidenceStore:
                     remove_files(self.root, paths)
                 self._footprint.touched(paths)  # a folder made for them may be left, or gone
                 self.write_errors += 1
-                if self.write_errors & (self.write_errors - 1) == 0:  # 1, 2, 4...: not per frame
+                if at_doubling(self.write_errors):
                     log.warning(
                         "evidence_write_failed",
                         event_id=item.event_id,
@@ -237,7 +238,7 @@ class EvidenceStore:
             self._index.compact()
         except sqlite3.Error as exc:
             self.compact_errors += 1
-            if self.compact_errors & (self.compact_errors - 1) == 0:  # 1, 2, 4...
+            if at_doubling(self.compact_errors):
                 log.warning("evidence_compact_failed", root=str(self.root), error=str(exc))
         self._footprint.touched(paths)
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from inspector.errors import InspectorError
+from inspector.logs import at_doubling
 from inspector.publishing.acks import AckListener
 from inspector.sinks.base import (
     AcknowledgingSink,
@@ -65,15 +66,14 @@ class _Worker:
             try:
                 work(self.sink)
             except Exception as exc:
-                self.errors += 1
-                if self.errors & (self.errors - 1) == 0:  # 1, 2, 4, 8...: not once per frame
-                    log.warning(
-                        "sink_failed",
-                        sink=self.sink.name,
-                        error=str(exc),
-                        error_type=type(exc).__name__,
-                        errors=self.errors,
-                    )
+                self.failed(exc)
+
+    def failed(self, exc: Exception) -> None:
+        """Count a call of this sink that raised; log it at each doubling of the count."""
+        self.errors += 1
+        if at_doubling(self.errors):
+            log.warning("sink_failed", sink=self.sink.name, error=str(exc),
+                        error_type=type(exc).__name__, errors=self.errors)  # fmt: skip
 
     def finish(self, deadline: float) -> InspectorError | None:
         """Wait for the queue to drain (lossless: for as long as it takes), then close; return
@@ -128,11 +128,8 @@ class FanOut:
     def _watch(worker: _Worker, call: Callable[[Any], None]) -> None:
         try:
             call(worker.sink)
-        except Exception as exc:  # never the calling thread's problem (capture, deadline)
-            worker.errors += 1
-            if worker.errors & (worker.errors - 1) == 0:
-                log.warning("sink_failed", sink=worker.sink.name, error=str(exc),
-                            error_type=type(exc).__name__, errors=worker.errors)  # fmt: skip
+        except Exception as exc:  # never the calling thread's problem (results, deadline)
+            worker.failed(exc)
 
     def verdict(self, verdict: Verdict) -> None:
         """Straight to each carrier, on the thread that decided it (the results thread, the

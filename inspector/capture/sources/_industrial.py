@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from inspector.capture.source import Grab, NoFrameYet
 from inspector.capture.sources.base import SourceSettings
-from inspector.errors import SourceError
+from inspector.errors import SourceError, first_line
 from inspector.types.frames import Image
 
 FeatureValue = bool | int | float | str
@@ -110,11 +110,6 @@ def parse_selector(source: str) -> tuple[str, str]:
     """``serial:SN``, ``name:USER-NAME`` or ``index:N`` (validated by the config)."""
     kind, _, value = source.partition(":")
     return kind, value
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def trigger_mode_on(features: Mapping[str, object]) -> bool:

@@ -19,11 +19,10 @@ from inspector.capture.sources._industrial import (
     FeatureValue,
     IndustrialSettings,
     IndustrialSource,
-    first_line,
     parse_selector,
 )
 from inspector.capture.sources.base import SourcePlugin
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, first_line
 
 # GenICam access modes (GenApi EAccessMode).
 _RW, _WO = 4, 2

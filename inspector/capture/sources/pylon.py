@@ -14,11 +14,10 @@ from inspector.capture.sources._industrial import (
     FeatureValue,
     IndustrialSettings,
     IndustrialSource,
-    first_line,
     parse_selector,
 )
 from inspector.capture.sources.base import SourcePlugin
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, first_line
 
 
 class PylonSettings(IndustrialSettings):
