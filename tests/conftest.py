@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from mqtt_helpers import Broker, Collector, free_port
-from verdict_helpers import VerdictSubscriber
+
+from tests.fixtures.mqtt import Broker, Collector
+from tests.fixtures.net import free_port
+from tests.fixtures.verdicts import VerdictSubscriber
 
 # --- MQTT: a real mosquitto on loopback (tests/mqtt_helpers.py) --------------------------------
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from inspector.acceptance.html import render_html
-from inspector.acceptance.report import ReplayRun, build_report, summary_text
+from inspector.acceptance.report import build_report, summary_text
 from inspector.acceptance.scoring import reported_defects, score_classes, score_frames
 from inspector.acceptance.truth import Defect, boxes_overlap, load_truth, truth_record
 from inspector.config import AcceptanceSettings
 from inspector.errors import DatasetError
+from tests.fixtures.acceptance import replay_run
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -113,32 +114,10 @@ def test_nothing_to_find_and_nothing_reported_is_perfect() -> None:
     assert score_classes({}, {}) == {}
 
 
-def run(**changes: Any) -> ReplayRun:
-    values: dict[str, Any] = {
-        "video": "v.mp4",
-        "truth": "v.mp4.truth.jsonl",
-        "line": "line1",
-        "camera": "cam0",
-        "run_id": "abc123",
-        "model": {"name": "m", "sha256": "0" * 64},
-        "realtime": False,
-        "frames": 5,
-        "frames_inferred": 5,
-        "tiles": 30,
-        "elapsed_s": 2.0,
-        "dropped_frames": 0,
-        "events_published": 3,
-        "events_delivered": 3,
-        "ack_latency_ms": [10.0, 20.0, 30.0],
-        "frame_latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0, "max": 4.0},
-    }
-    return ReplayRun(**{**values, **changes})
-
-
 def test_report_has_the_contract_fields_and_checks_turn_into_a_verdict() -> None:
     reported = reported_defects([event(1, ("crack", [0, 0, 64, 64]))])
     limits = AcceptanceSettings(min_recall=0.5, min_precision=1.0, max_p99_ms=25.0)
-    report = build_report(run(), TRUTH, reported, limits)
+    report = build_report(replay_run(), TRUTH, reported, limits)
     for key in (
         "frame_precision", "frame_recall", "frame_f1", "per_class", "missed_frames",
         "false_frames", "latency_ms", "frames_per_s", "tiles_per_s", "dropped_frames",
@@ -164,10 +143,10 @@ def test_report_has_the_contract_fields_and_checks_turn_into_a_verdict() -> None
 
 
 def test_a_replay_without_truth_reports_delivery_but_no_detection_scores() -> None:
-    report = build_report(run(truth=None, ack_latency_ms=[]), None, {}, AcceptanceSettings())
+    report = build_report(replay_run(truth=None, ack_latency_ms=[]), None, {}, AcceptanceSettings())
     assert report["frame_recall"] is None and report["per_class"] == {}
     assert report["checks"] == [] and report["passed"] is True
     assert "detection was not scored" in summary_text(report)
     assert "no latency to plot" in render_html(report)
-    failing = build_report(run(truth=None), None, {}, AcceptanceSettings(min_recall=0.5))
+    failing = build_report(replay_run(truth=None), None, {}, AcceptanceSettings(min_recall=0.5))
     assert failing["passed"] is False  # a limit on a figure the replay lacks fails

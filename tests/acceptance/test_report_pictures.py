@@ -11,9 +11,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from test_acceptance import run
-from test_replay_e2e import TILE, inspector, write_config
 
 from inspector.acceptance import replay as replay_module
 from inspector.acceptance.html import render_html
@@ -30,6 +27,10 @@ from inspector.acceptance.thumbnails import (
 from inspector.acceptance.truth import Defect, Truth, truth_record
 from inspector.config import AcceptanceSettings, load_settings
 from inspector.engines.card import write_card
+from tests.fixtures.acceptance import replay_run
+from tests.fixtures.line import TILE, write_replay_config
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 
 GRAY = 100
 
@@ -150,7 +151,7 @@ def test_frames_past_the_end_of_the_video_are_left_out_with_a_notice(tmp_path: P
 
 
 def report_with(pictures: dict[str, Any] | None) -> dict[str, Any]:
-    report = build_report(run(), TRUTH, REPORTED, AcceptanceSettings())
+    report = build_report(replay_run(), TRUTH, REPORTED, AcceptanceSettings())
     report["thumbnails"] = pictures
     return report
 
@@ -246,12 +247,12 @@ def test_replay_report_pictures_every_missed_and_false_frame(
     model = tmp_path / "m.onnx"
     card = build_color_model(model, size=TILE)
     write_card(card.model_copy(update={"thresholds": {"crack": 0.5, "stain": 1.0}}), model)
-    config = write_config(tmp_path, mosquitto.port, model, f"pics{uuid.uuid4().hex[:8]}")
+    config = write_replay_config(tmp_path, mosquitto.port, model, f"pics{uuid.uuid4().hex[:8]}")
     out = tmp_path / "r"
 
     result = inspector(
         "replay", str(video), "--config", str(config), "--report", str(out), "--json",
-        "--min-recall", "0.9",
+        "--min-recall", "0.9", timeout=180,
     )  # fmt: skip
 
     assert result.returncode == 1, result.stderr  # the threshold still decides, pictures or not
@@ -289,7 +290,7 @@ def test_a_recording_gone_before_its_pictures_leaves_a_notice_and_the_same_verdi
     card = build_color_model(model, size=TILE)
     write_card(card.model_copy(update={"thresholds": {"crack": 0.5, "stain": 1.0}}), model)
     settings = load_settings(
-        write_config(tmp_path, mosquitto.port, model, f"gone{uuid.uuid4().hex[:8]}")
+        write_replay_config(tmp_path, mosquitto.port, model, f"gone{uuid.uuid4().hex[:8]}")
     )
 
     real_run_pipeline = replay_module.run_pipeline

@@ -13,10 +13,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.bench.measure import Throughput, interleaved, median_run
 from inspector.calibration.int8 import calibrate_int8
+from tests.fixtures.models import build_color_model
 
 pytestmark = pytest.mark.e2e
 

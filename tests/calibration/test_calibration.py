@@ -12,11 +12,11 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
-from models import build_color_model
 
 from inspector.engines.card import load_model
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import has_qdq
+from tests.fixtures.models import build_color_model
 
 COLOURS = {"ok": (95, 95, 95), "crack": (245, 245, 245), "stain": (30, 30, 235)}
 

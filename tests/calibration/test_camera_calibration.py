@@ -13,7 +13,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.calibration.flat_field import build_flat_field
 from inspector.calibration.lens import calibrate_lens, find_corners
@@ -25,6 +24,7 @@ from inspector.preprocess.calibration_files import (
     save_flat_field,
 )
 from inspector.preprocess.corrector import FrameCorrector
+from tests.fixtures.models import build_color_model
 
 W, H = 640, 480
 K = np.array([[800.0, 0, 330], [0, 790.0, 235], [0, 0, 1]])

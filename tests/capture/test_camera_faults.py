@@ -7,87 +7,23 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import free_port
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fixtures.cameras import MjpegCamera
+from tests.fixtures.models import build_color_model
+from tests.fixtures.net import free_port, scrape
+from tests.fixtures.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 
 TILE = 32
-
-
-class MjpegCamera:
-    """An IP camera serving multipart MJPEG; ``mode`` is "serve", "stall" or "down"."""
-
-    def __init__(self) -> None:
-        self.mode = "serve"
-        camera = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if camera.mode == "down":
-                    self.send_error(503, "camera rebooting")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                jpeg = cv2.imencode(".jpg", np.full((TILE, TILE, 3), 60, np.uint8))[1].tobytes()
-                try:
-                    while camera.mode != "down":
-                        if camera.mode == "serve":
-                            self.wfile.write(
-                                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n"
-                            )  # fmt: skip
-                            self.wfile.flush()
-                        time.sleep(0.05)
-                except OSError:
-                    pass  # the daemon hung up: it gave up on a stalled stream
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        f"{s.name}[{s.labels.get('camera', '')}]": s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
@@ -117,21 +53,21 @@ def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 40, "cam1")
+        wait_until(lambda: scrape(port)["inspector_frames_captured_total[cam1]"] > 5, 40, "cam1")
         camera.mode = "stall"  # frames stop: the read times out, the daemon reconnects
-        wait_until(lambda: metrics(port)["inspector_camera_errors_total[cam1]"] >= 1, 40, "stall")
+        wait_until(lambda: scrape(port)["inspector_camera_errors_total[cam1]"] >= 1, 40, "stall")
         camera.mode = "down"  # reopening fails (503) and is retried with backoff
         time.sleep(1.5)
         camera.mode = "serve"
-        wait_until(lambda: metrics(port)["inspector_camera_reconnects_total[cam1]"] >= 1, 40,
+        wait_until(lambda: scrape(port)["inspector_camera_reconnects_total[cam1]"] >= 1, 40,
                    "reconnect")  # fmt: skip
-        before = metrics(port)["inspector_frames_captured_total[cam1]"]
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > before + 5,
+        before = scrape(port)["inspector_frames_captured_total[cam1]"]
+        wait_until(lambda: scrape(port)["inspector_frames_captured_total[cam1]"] > before + 5,
                    40, "frames after the reconnect")  # fmt: skip
         # cam0 played its whole recording meanwhile.
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 60, 40,
+        wait_until(lambda: scrape(port)["inspector_frames_captured_total[cam0]"] == 60, 40,
                    "cam0's recording")  # fmt: skip
-        final = metrics(port)
+        final = scrape(port)
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=30)
     finally:
@@ -178,11 +114,11 @@ def test_a_camera_down_at_start_is_retried_while_the_other_inspects(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam0]"] == 20, 40,
+        wait_until(lambda: scrape(port)["inspector_frames_captured_total[cam0]"] == 20, 40,
                    "cam0's recording")  # fmt: skip
-        assert metrics(port)["inspector_frames_captured_total[cam1]"] == 0
+        assert scrape(port)["inspector_frames_captured_total[cam1]"] == 0
         camera.mode = "serve"
-        wait_until(lambda: metrics(port)["inspector_frames_captured_total[cam1]"] > 5, 40,
+        wait_until(lambda: scrape(port)["inspector_frames_captured_total[cam1]"] > 5, 40,
                    "cam1 once it is up")  # fmt: skip
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.capture.sources._industrial import LostFrames, to_bgr
 from inspector.capture.sources.gentl import GenTlSettings, GenTlSource
@@ -26,23 +24,8 @@ from inspector.capture.sources.pylon import PylonSettings, PylonSource
 from inspector.capture.sources.registry import parse_camera_settings
 from inspector.engines.card import load_model, write_card
 from inspector.errors import ConfigError
-
-HAS_GENICAM = importlib.util.find_spec("harvesters") is not None and (
-    importlib.util.find_spec("genicam") is not None
-)
-HAS_PYLON = importlib.util.find_spec("pypylon") is not None
-
-
-def viky() -> Path:
-    import genicam
-
-    return Path(genicam.__file__).parent / "viky.cti"
-
-
-needs_genicam = pytest.mark.skipif(
-    not HAS_GENICAM, reason="harvesters/genicam not installed (extra [genicam])"
-)
-needs_pylon = pytest.mark.skipif(not HAS_PYLON, reason="pypylon not installed (extra [pylon])")
+from tests.fixtures.cameras import needs_genicam, needs_pylon, viky
+from tests.fixtures.models import build_color_model
 
 
 @pytest.mark.parametrize(

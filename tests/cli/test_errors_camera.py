@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from models import build_color_model
 
 from inspector.capture.sources import usb
 from inspector.capture.sources.usb import UsbSettings, UsbSource, video_devices
 from inspector.errors import SourceError
+from tests.fixtures.models import build_color_model
 
 ABSENT = "/dev/video63"
 

@@ -13,8 +13,7 @@ import pytest
 from inspector.capture.sources.file import FileSettings
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.processes import REPO
 
 CONFIG = """
 [[cameras]]

@@ -18,9 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.errors import EX_NOINPUT
+from tests.fixtures.models import build_color_model
 
 pytestmark = pytest.mark.e2e
 

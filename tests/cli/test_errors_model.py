@@ -10,14 +10,13 @@ from pathlib import Path
 
 import onnx
 import pytest
-from models import build_color_model
 
 from inspector.config import load_settings
 from inspector.engines.card import card_path, load_model, write_card
 from inspector.engines.registry import create_engine
 from inspector.errors import EX_CONFIG, ModelError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import REPO
 
 
 def dynamic_classes_model(path: Path, labels: tuple[str, ...]) -> Path:

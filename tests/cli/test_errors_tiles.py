@@ -13,14 +13,13 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.capture.sources.registry import create_source
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError
 from inspector.tiling.fit import check_tiles_fit
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import REPO
 
 
 def recording(path: Path, width: int, height: int) -> Path:

@@ -12,8 +12,8 @@ import pytest
 
 from inspector.acceptance.truth import load_truth
 from inspector.errors import EX_DATAERR, DatasetError
+from tests.fixtures.processes import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 INSPECTOR = [sys.executable, "-m", "inspector"]
 GOOD = '{"frame_id": 0, "defects": [{"class": "crack", "bbox_px": [0, 0, 10, 10]}]}'
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,7 @@ from inspector import errors
 from inspector.engines import trt_build
 from inspector.errors import EX_USAGE, InspectorError
 from inspector.pipeline import runner
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.processes import REPO
 
 
 @pytest.mark.parametrize(

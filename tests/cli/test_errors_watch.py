@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from mqtt_helpers import Broker, compact, event, publish_raw, start_watch
-
 from inspector.cli import watch
 from inspector.publishing.topics import defects_topic
+from tests.fixtures.mqtt import Broker, compact, event, publish_raw, start_watch
 
 
 def test_bad_payloads_are_skipped_and_watch_goes_on(mosquitto: Broker) -> None:

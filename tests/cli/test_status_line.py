@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker
-from test_run_e2e import write_video
 
 from inspector.daemon import status_line
 from inspector.types.results import SinkHealth
+from tests.fixtures.line import write_video
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import Broker
 
 pytestmark = pytest.mark.e2e
 

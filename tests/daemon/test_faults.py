@@ -5,59 +5,17 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker, Collector
+
+from tests.fixtures.faults import TILE, outbox_ids, start_daemon, write_line
+from tests.fixtures.mqtt import Broker, Collector
 
 pytestmark = pytest.mark.e2e
-
-TILE = 32
-DEFECT_EVERY = 4
-
-
-def write_line(folder: Path, port: int, frames: int, fps: float) -> tuple[Path, str, set[int]]:
-    """A realtime recording with a bright ("crack") tile every DEFECT_EVERY frames."""
-    video = folder / f"line{frames}.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), fps, (2 * TILE, TILE))
-    for i in range(frames):
-        frame = np.full((TILE, 2 * TILE, 3), 60, np.uint8)
-        if i % DEFECT_EVERY == 0:
-            frame[:, TILE:] = 245
-        writer.write(frame)
-    writer.release()
-    if not (folder / "m.onnx").exists():
-        build_color_model(folder / "m.onnx", size=TILE)
-    line = f"fault{uuid.uuid4().hex[:8]}"
-    config = folder / f"{line}.toml"
-    config.write_text(
-        f'[line]\nid = "{line}"\n[[cameras]]\nid = "cam0"\nsource = "{video}"\nrealtime = true\n'
-        f'[model]\npath = "m.onnx"\nthreads = 1\n[tiling]\nsize = {TILE}\nstride = {TILE}\n'
-        f"[batching]\nmax_batch = 2\nmax_wait_ms = 1\n"
-        f"[mqtt]\nport = {port}\nack_timeout_s = 60\nconnect_timeout_s = 5\n"
-        f'[outbox]\npath = "outbox.sqlite"\n[logging]\nformat = "json"\n'
-    )
-    return config, line, {i for i in range(frames) if i % DEFECT_EVERY == 0}
-
-
-def start_daemon(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def outbox_ids(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY seq")]
 
 
 def test_a_ten_second_broker_outage_loses_no_event(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,23 +10,18 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.acceptance.truth import load_truth
 from inspector.engines.card import load_model, write_card
+from tests.fixtures.line import TILE, write_replay_config
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 
 pytestmark = pytest.mark.e2e
 
-TILE = 64
 # BGR colours the colour model classifies exactly: gray belt parts are ok.
 COLOURS = {"ok": (95, 95, 95), "crack": (245, 245, 245), "stain": (30, 30, 235)}
 TEST_PARTS = {"ok": 6, "crack": 3, "stain": 3}
-
-
-def inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=180
-    )
 
 
 def write_parts_dataset(root: Path) -> Path:
@@ -44,35 +37,6 @@ def write_parts_dataset(root: Path) -> Path:
     return root
 
 
-def write_config(folder: Path, port: int, model: Path, line: str, realtime: str = "") -> Path:
-    config = folder / "replay.toml"
-    config.write_text(
-        f"""
-[line]
-id = "{line}"
-[[cameras]]
-id = "cam0"
-source = "unused.mp4"
-queue_size = 1
-[model]
-path = "{model}"
-threads = 1
-[tiling]
-size = {TILE}
-stride = {TILE}
-[batching]
-max_batch = 6
-max_wait_ms = 5
-[mqtt]
-port = {port}
-[logging]
-format = "json"
-{realtime}
-"""
-    )
-    return config
-
-
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("recording")
@@ -80,7 +44,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     video = root / "line.mp4"
     result = inspector(
         "make-recording", str(data), "--out", str(video), "--tile", str(TILE),
-        "--rows", "2", "--cols", "3", "--fps", "30", "--json",
+        "--rows", "2", "--cols", "3", "--fps", "30", "--json", timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
@@ -122,11 +86,12 @@ def test_replay_of_an_exact_model_scores_perfectly_and_passes(
     watcher = mqtt_messages(f"line/{line}/defects")
     model = tmp_path / "m.onnx"
     build_color_model(model, size=TILE)
-    config = write_config(tmp_path, mosquitto.port, model, line)
+    config = write_replay_config(tmp_path, mosquitto.port, model, line)
 
     result = inspector(
         "replay", str(recording), "--config", str(config), "--report", str(tmp_path / "r"),
         "--json", "--min-recall", "1", "--min-precision", "1", "--max-p99-ms", "60000",
+        timeout=180,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -165,10 +130,17 @@ def test_a_model_blind_to_one_class_lowers_exactly_that_recall_and_fails(
     # A stain scores about 0.97: a threshold of 1.0 makes the model blind to stains.
     write_card(card.model_copy(update={"thresholds": {"crack": 0.5, "stain": 1.0}}), model)
     load_model(model)
-    config = write_config(tmp_path, mosquitto.port, model, f"blind{uuid.uuid4().hex[:8]}")
+    config = write_replay_config(tmp_path, mosquitto.port, model, f"blind{uuid.uuid4().hex[:8]}")
 
     result = inspector(
-        "replay", str(recording), "--config", str(config), "--json", "--min-recall", "0.9"
+        "replay",
+        str(recording),
+        "--config",
+        str(config),
+        "--json",
+        "--min-recall",
+        "0.9",
+        timeout=180,
     )
 
     assert result.returncode == 1, result.stderr
@@ -194,9 +166,11 @@ def test_realtime_replay_of_a_slow_model_reports_the_dropped_frames(
 ) -> None:
     model = tmp_path / "slow.onnx"
     build_color_model(model, size=TILE, busy_layers=30)  # ~0.25 s a frame: 8x too slow
-    config = write_config(tmp_path, mosquitto.port, model, f"rt{uuid.uuid4().hex[:8]}")
+    config = write_replay_config(tmp_path, mosquitto.port, model, f"rt{uuid.uuid4().hex[:8]}")
 
-    result = inspector("replay", str(recording), "--config", str(config), "--realtime", "--json")
+    result = inspector(
+        "replay", str(recording), "--config", str(config), "--realtime", "--json", timeout=180
+    )
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -214,11 +188,11 @@ def test_thresholds_come_from_the_config_too(
     model = tmp_path / "m.onnx"
     build_color_model(model, size=TILE)
     line = f"cfg{uuid.uuid4().hex[:8]}"
-    config = write_config(
+    config = write_replay_config(
         tmp_path, mosquitto.port, model, line, "[acceptance]\nmax_p99_ms = 0.001\n"
     )
 
-    result = inspector("replay", str(recording), "--config", str(config))
+    result = inspector("replay", str(recording), "--config", str(config), timeout=180)
 
     assert result.returncode == 1
     assert "FAIL latency_p99_ms" in result.stdout
@@ -231,9 +205,11 @@ def test_a_bad_truth_file_is_refused_with_its_line_number(
     truth.write_text('{"frame_id": 1, "defects": []}\n{"frame_id": 2, "defects": [{"class": 3}]}\n')
     model = tmp_path / "m.onnx"
     build_color_model(model, size=TILE)
-    config = write_config(tmp_path, mosquitto.port, model, "badtruth")
+    config = write_replay_config(tmp_path, mosquitto.port, model, "badtruth")
 
-    result = inspector("replay", str(recording), "--config", str(config), "--truth", str(truth))
+    result = inspector(
+        "replay", str(recording), "--config", str(config), "--truth", str(truth), timeout=180
+    )
 
     assert result.returncode == 65
     assert f"{truth}:2: a defect needs a non-empty string 'class', got 3" in result.stderr
@@ -252,9 +228,9 @@ def test_a_truncated_recording_ends_the_replay_with_a_clear_message(
     video.write_bytes(data[: len(data) * 6 // 10])  # a copy that stopped mid-file
     model = tmp_path / "m.onnx"
     build_color_model(model, size=TILE)
-    config = write_config(tmp_path, mosquitto.port, model, f"cut{uuid.uuid4().hex[:6]}")
+    config = write_replay_config(tmp_path, mosquitto.port, model, f"cut{uuid.uuid4().hex[:6]}")
 
-    result = inspector("replay", str(video), "--config", str(config))
+    result = inspector("replay", str(video), "--config", str(config), timeout=180)
 
     assert result.returncode == 66
     last = result.stderr.strip().splitlines()[-1]

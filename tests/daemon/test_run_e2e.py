@@ -13,79 +13,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import cv2
 import jsonschema
-import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
+from tests.fixtures.line import COLS, EXPECTED, FRAMES, ROWS, TILE, write_config, write_video
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 
 pytestmark = pytest.mark.e2e
 
-TILE = 64
-COLS, ROWS = 3, 2
-WHITE, RED = (245, 245, 245), (30, 30, 235)  # BGR
 # frame_id -> painted tiles (col, row, colour); every other frame is clean belt.
-PAINTED: dict[int, list[tuple[int, int, tuple[int, int, int]]]] = {
-    2: [(1, 0, WHITE)],
-    5: [(0, 1, RED), (1, 1, RED)],
-    7: [(2, 1, WHITE), (0, 0, RED)],
-}
-EXPECTED = {
-    2: [("crack", [64, 0, 64, 64])],
-    5: [("stain", [0, 64, 128, 64])],
-    7: [("stain", [0, 0, 64, 64]), ("crack", [128, 64, 64, 64])],
-}
-FRAMES = 12
-
-
-def write_video(path: Path) -> None:
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE)
-    )
-    assert writer.isOpened()
-    for frame_id in range(FRAMES):
-        image = np.full((ROWS * TILE, COLS * TILE, 3), 50, np.uint8)
-        for col, row, colour in PAINTED.get(frame_id, []):
-            image[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = colour
-        writer.write(image)
-    writer.release()
-
-
-def write_config(
-    tmp_path: Path, port: int, video: str = "line.mp4", model: str = "m.onnx", line: str = "line1"
-) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[line]
-id = "{line}"
-[[cameras]]
-id = "cam0"
-source = "{video}"
-[model]
-path = "{model}"
-threads = 1
-[tiling]
-size = {TILE}
-stride = {TILE}
-[batching]
-max_batch = 4
-max_wait_ms = 5
-[mqtt]
-port = {port}
-[logging]
-format = "json"
-"""
-    )
-    return config
-
-
-def run_inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture()
@@ -104,7 +42,7 @@ def test_run_publishes_exactly_the_defect_frames(
     stats = mqtt_messages(f"line/{line}/stats")
     config = write_config(line_setup, mosquitto.port, line=line)
 
-    result = run_inspector("run", "--config", str(config), "--json")
+    result = inspector("run", "--config", str(config), "--json")
 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -136,7 +74,7 @@ def test_run_publishes_exactly_the_defect_frames(
 
 
 def test_missing_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
-    result = run_inspector(
+    result = inspector(
         "run", "--config", str(write_config(line_setup, mosquitto.port, video="nope.mp4"))
     )
     assert result.returncode == EX_NOINPUT
@@ -145,7 +83,7 @@ def test_missing_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
 
 def test_corrupt_video_exits_66(line_setup: Path, mosquitto: Any) -> None:
     (line_setup / "junk.mp4").write_bytes(b"\x00not a video" * 100)
-    result = run_inspector(
+    result = inspector(
         "run", "--config", str(write_config(line_setup, mosquitto.port, video="junk.mp4"))
     )
     assert result.returncode == EX_NOINPUT
@@ -157,13 +95,13 @@ def test_model_with_wrong_sha_exits_78(line_setup: Path, mosquitto: Any) -> None
     data = json.loads(card.read_text())
     data["sha256"] = "0" * 64
     card.write_text(json.dumps(data))
-    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
+    result = inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
     assert result.returncode == EX_CONFIG
     assert "sha256" in result.stderr
 
 
 def test_unreachable_broker_exits_69(line_setup: Path, unused_port: int) -> None:
-    result = run_inspector("run", "--config", str(write_config(line_setup, unused_port)))
+    result = inspector("run", "--config", str(write_config(line_setup, unused_port)))
     assert result.returncode == EX_UNAVAILABLE
     assert f"127.0.0.1:{unused_port}" in result.stderr
 
@@ -190,7 +128,7 @@ def test_mosquitto_sub_sees_the_events(line_setup: Path, mosquitto: Any) -> None
         text=True,
     )
     time.sleep(0.5)  # let it subscribe before the run publishes
-    result = run_inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
+    result = inspector("run", "--config", str(write_config(line_setup, mosquitto.port)))
     assert result.returncode == 0, result.stderr
     output, _ = subscriber.communicate(timeout=60)
     frame_ids = sorted(json.loads(line)["frame_id"] for line in output.splitlines())

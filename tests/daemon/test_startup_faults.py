@@ -8,14 +8,15 @@ import os
 import sqlite3
 import subprocess
 import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import Broker, Collector, free_port
-from test_faults import outbox_ids, start_daemon, write_line
-from test_metrics import get
+
+from tests.fixtures.faults import outbox_ids, start_daemon, write_line
+from tests.fixtures.mqtt import Broker, Collector
+from tests.fixtures.net import free_port, get_text, metric
+from tests.fixtures.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,28 +29,6 @@ def with_metrics(config: Path, outbox: Path | None = None) -> int:
         text = text.replace('path = "outbox.sqlite"', f'path = "{outbox}"')
     config.write_text(text)
     return port
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def metric(port: int, name: str) -> float | None:
-    """The metric's value; None where it is absent, or the endpoint is not up yet."""
-    try:
-        status, text = get(f"http://127.0.0.1:{port}/metrics")
-    except urllib.error.URLError:
-        return None
-    assert status == 200
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def stored(outbox: Path) -> int:
@@ -79,7 +58,7 @@ def test_a_broker_down_for_the_first_15_s_loses_nothing_and_sends_once(tmp_path:
         started = time.monotonic()
         wait_until(lambda: stored(tmp_path / "outbox.sqlite") == len(expected), 30,
                    "every event of the recording on disk")  # fmt: skip
-        status, text = get(f"http://127.0.0.1:{port}/healthz")
+        status, text = get_text(f"http://127.0.0.1:{port}/healthz")
         assert (status, text.split(" (")[0]) == (200, "degraded: broker: down")
         assert metric(port, "inspector_broker_connected") == 0
         assert daemon.poll() is None, "the daemon must wait for the broker, not exit"
@@ -167,7 +146,7 @@ def test_a_full_outbox_disk_shows_in_metrics_health_and_exit_status(
         fill(tiny_disk)
         wait_until(lambda: (metric(port, "inspector_outbox_write_errors_total") or 0) > 0, 30,
                    "a counted outbox write error")  # fmt: skip
-        status, text = get(f"http://127.0.0.1:{port}/healthz")
+        status, text = get_text(f"http://127.0.0.1:{port}/healthz")
         assert status == 200 and "outbox:" in text and text.startswith("degraded"), text
         out, err = daemon.communicate(timeout=90)
     finally:

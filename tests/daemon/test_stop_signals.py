@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from models import build_color_model
-from test_run_e2e import FRAMES, TILE, write_config, write_video
 
 from inspector.errors import EX_UNAVAILABLE
 from inspector.service.stop_signals import StopSignals
+from tests.fixtures.line import FRAMES, TILE, write_config, write_video
+from tests.fixtures.models import build_color_model
 
 pytestmark = pytest.mark.e2e
 

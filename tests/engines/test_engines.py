@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from models import build_color_model, normalize_reference
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.engines.card import card_path, file_sha256, load_model, write_card
@@ -21,6 +20,7 @@ from inspector.engines.registry import create_engine
 from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ModelError
 from inspector.types.card import ModelCard
+from tests.fixtures.models import build_color_model, normalize_reference
 
 SIZE = 32
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.calibration.int8 import calibrate_int8
 from inspector.engines.registry import create_engine, parse_model_settings
 from inspector.errors import ConfigError
+from tests.fixtures.models import build_color_model
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (extra [openvino])")
 

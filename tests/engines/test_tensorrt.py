@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from models import build_color_model, color_model_proto
 from onnx import helper, numpy_helper
 from pydantic import ValidationError
-from trt_fakes import FakeContext, FakeCudart, FakeTrt
 
 from inspector.cli import build_engine as build_engine_cli
 from inspector.engines.card import write_card
@@ -48,6 +46,8 @@ from inspector.engines.trt_build import CudaError, build_engine, fp16_route
 from inspector.errors import EX_CONFIG, EX_USAGE, ModelError
 from inspector.types.card import ModelCard
 from inspector.types.results import FrameResult
+from tests.fixtures.models import build_color_model, color_model_proto
+from tests.fixtures.trt_fakes import FakeContext, FakeCudart, FakeTrt
 
 SIZE = 16
 SHA = "ab" * 32

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import Broker, Collector, compact, event
 
 from inspector.evidence.store import EvidenceStore
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
 from inspector.publishing.settings import MqttSettings
+from tests.fixtures.mqtt import Broker, Collector, compact, event
 
 NOW = datetime(2026, 11, 21, 17, 0, 0, tzinfo=UTC)
 MiB = 1024 * 1024

@@ -19,13 +19,13 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker, Collector, free_port
-from test_startup_faults import metric
 
 from inspector.evidence.files import INDEX, picture_files
 from inspector.evidence.index import Index
 from inspector.evidence.pictures import BOX_COLOR
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import Broker, Collector
+from tests.fixtures.net import free_port, metric
 
 pytestmark = pytest.mark.e2e
 

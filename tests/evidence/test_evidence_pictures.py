@@ -4,7 +4,6 @@ uncertain tiles with its edges."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -21,17 +20,7 @@ from inspector.evidence.pictures import (
 from inspector.postprocess import VerdictRule
 from inspector.types.card import ModelCard
 from inspector.types.results import Region
-
-
-def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Random pixels: JPEG cannot shrink them much, so sizes are realistic upper bounds."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
-
-
-def decode(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert image is not None
-    return np.asarray(image)
+from tests.fixtures.pictures import decode, noise
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_evidence_pictures import decode, noise
 
 import inspector
 from inspector.errors import ConfigError
 from inspector.evidence.pictures import encode_jpeg
 from inspector.evidence.store import EvidenceStore
+from tests.fixtures.pictures import decode, noise
 
 NOW = datetime(2026, 11, 21, 17, 0, 0, tzinfo=UTC)
 MiB = 1024 * 1024

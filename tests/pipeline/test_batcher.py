@@ -8,7 +8,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from models import normalize_reference
 
 from inspector.capture.frame_queue import FrameQueue, QueuePolicy
 from inspector.engines.normalize import TileNormalizer
@@ -16,6 +15,7 @@ from inspector.pipeline.batcher import Batch, Batcher, BatcherThread, BufferPool
 from inspector.tiling import TileMask, Tiler
 from inspector.types.card import InputSpec
 from inspector.types.frames import Frame, utc_now
+from tests.fixtures.models import normalize_reference
 
 TILE = 8
 SPEC = InputSpec(

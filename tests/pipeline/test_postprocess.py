@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.postprocess import VerdictRule, merge_regions, softmax
 from inspector.tiling import Tiler
 from inspector.types.card import ModelCard
 from inspector.types.tiles import NO_DEFECT
+from tests.fixtures.models import build_color_model
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from models import build_color_model
-from test_industrial_cameras import needs_genicam, needs_pylon, viky
-from verdict_helpers import VerdictSubscriber, first_verdicts, start_daemon, write_config
+
+from tests.fixtures.cameras import needs_genicam, needs_pylon, viky
+from tests.fixtures.models import build_color_model
+from tests.fixtures.verdicts import VerdictSubscriber, first_verdicts, start_daemon, write_config
 
 pytestmark = pytest.mark.e2e
 

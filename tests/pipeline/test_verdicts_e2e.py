@@ -12,9 +12,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import ENV, REPO
-from verdict_helpers import (
+
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import ENV
+from tests.fixtures.processes import REPO
+from tests.fixtures.verdicts import (
     COLS,
     FRAMES,
     ROWS,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from models import build_color_model
 from pydantic import TypeAdapter, ValidationError
 
 import inspector.engines
@@ -21,6 +20,7 @@ from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeS
 from inspector.engines.registry import create_engine
 from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ConfigError, ModelError
+from tests.fixtures.models import build_color_model
 
 CAMERA = '[[cameras]]\nid = "cam0"\nsource = "recordings/a.mp4"\n'
 KNOWN = "'auto', 'onnxruntime', 'openvino', 'tensorrt'"

@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.errors import EX_CONFIG
+from tests.fixtures.models import build_color_model
 
 pytestmark = pytest.mark.e2e
 

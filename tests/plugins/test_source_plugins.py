@@ -26,8 +26,9 @@ from inspector.capture.sources.rtsp import RtspSettings, RtspSource
 from inspector.capture.sources.usb import UsbSettings, UsbSource
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError, SourceError
+from tests.fixtures.processes import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 KNOWN = "'file', 'gentl', 'http', 'pylon', 'rtsp', 'usb'"
 
 

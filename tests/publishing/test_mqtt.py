@@ -17,18 +17,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from mqtt_helpers import (
-    REPO,
-    Broker,
-    Collector,
-    V311OnlyProxy,
-    compact,
-    event,
-    free_port,
-    inspector_watch,
-    publish_raw,
-    start_watch,
-)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -42,6 +30,18 @@ from inspector.publishing.topics import (
     stats_topic,
     status_topic,
 )
+from tests.fixtures.mqtt import (
+    Broker,
+    Collector,
+    V311OnlyProxy,
+    compact,
+    event,
+    inspector_watch,
+    publish_raw,
+    start_watch,
+)
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import REPO
 
 Subscribe = Callable[[str], Collector]
 

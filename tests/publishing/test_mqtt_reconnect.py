@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import Broker
 
 from inspector.publishing.connection import wait_before_retry
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.settings import MqttSettings
+from tests.fixtures.mqtt import Broker
 
 OUTAGE_S = 4.0  # the back-off is then 4 s: the old next attempt came ~3 s after the return
 PROMPT_S = 1.5

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import structlog
-from mqtt_helpers import Broker, Collector, compact, event
 
 from inspector.errors import ConfigError
 from inspector.publishing.mqtt import MqttPublisher
 from inspector.publishing.outbox import DurableSink, Outbox
 from inspector.publishing.settings import MqttSettings, OutboxSettings
+from tests.fixtures.mqtt import Broker, Collector, compact, event
 
 MiB = 1024 * 1024
 

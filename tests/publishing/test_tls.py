@@ -15,8 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker
+
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import Broker
 
 pytestmark = [
     pytest.mark.e2e,

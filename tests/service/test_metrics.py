@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,11 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import free_port
-from prometheus_client.parser import text_string_to_metric_families
 
 from inspector.pipeline.stats import Histogram, PipelineStats
+from tests.fixtures.models import build_color_model
+from tests.fixtures.net import free_port, get_text, scrape
 
 TILE = 32
 
@@ -29,26 +26,6 @@ def test_histogram_buckets_are_cumulative() -> None:
         histogram.observe(value)
     assert histogram.cumulative() == [(10, 2), (100, 3), (float("inf"), 4)]
     assert histogram.total == 565
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(url: str) -> dict[str, float]:
-    _, text = get(url)
-    return {
-        sample.name + ("" if "camera" not in sample.labels else f"[{sample.labels['camera']}]"): (
-            sample.value
-        )
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if "le" not in sample.labels
-    }
 
 
 def start_daemon(
@@ -105,8 +82,8 @@ def test_metrics_and_health_of_a_running_daemon(tmp_path: Path, mosquitto: Any) 
             metrics["inspector_latency_seconds_count"] == metrics["inspector_frames_inferred_total"]
         )
         assert "inspector_outbox_backlog" in metrics
-        assert get(base + "/healthz") == (200, "ok\n")
-        assert get(base + "/nothing")[0] == 404
+        assert get_text(base + "/healthz") == (200, "ok\n")
+        assert get_text(base + "/nothing")[0] == 404
     finally:
         _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err[-2000:]
@@ -122,7 +99,7 @@ def test_healthz_fails_while_inference_is_stalled(tmp_path: Path, mosquitto: Any
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and daemon.poll() is None and 503 not in seen:
             try:
-                status, text = get(base + "/healthz")
+                status, text = get_text(base + "/healthz")
             except OSError:
                 time.sleep(0.05)
                 continue

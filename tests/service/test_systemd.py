@@ -17,11 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.service.systemd import SystemdNotifier, watchdog_interval_s
+from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import REPO
 
-UNIT = Path(__file__).parent.parent / "systemd" / "inspector@.service"
+UNIT = REPO / "systemd" / "inspector@.service"
 TILE = 32
 
 

@@ -11,9 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mqtt_helpers import Broker, Collector, free_port
-from recording_sink import PLUGIN, RecordingSink
-from test_faults import write_line
 
 from inspector.config import load_settings
 from inspector.daemon import run_pipeline
@@ -23,6 +20,10 @@ from inspector.sinks import FanOut
 from inspector.sinks.registry import register, sink_plugins, unregister
 from inspector.types.frames import Frame, utc_now
 from inspector.types.results import FrameResult, SinkHealth, SinkMetric
+from tests.fixtures.faults import write_line
+from tests.fixtures.mqtt import Broker, Collector
+from tests.fixtures.net import free_port
+from tests.fixtures.recording_sink import PLUGIN, RecordingSink
 
 pytestmark = pytest.mark.e2e
 

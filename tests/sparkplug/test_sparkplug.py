@@ -17,7 +17,6 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -29,7 +28,6 @@ import paho.mqtt.client as mqtt
 import pysparkplug
 import pytest
 from inspector_sparkplug import PLUGIN, SparkplugSettings, SparkplugSink
-from mqtt_helpers import REPO, Broker, Collector, publish_raw
 from paho.mqtt.enums import CallbackAPIVersion
 from pysparkplug import _protobuf as tahu  # the module generated from Tahu's .proto
 
@@ -37,80 +35,11 @@ from inspector.publishing.settings import MqttSettings
 from inspector.sections import StateFolder
 from inspector.types.frames import Frame
 from inspector.types.results import FrameResult, Region
+from tests.fixtures.mqtt import Broker, publish_raw
+from tests.fixtures.processes import REPO
+from tests.fixtures.sparkplug import DEVICE_TYPES, DT, Host, births, latest
 
-DT = pysparkplug.DataType
-DEVICE_TYPES = {"Verdict/Last": DT.STRING, "Verdict/OkCount": DT.UINT64,
-                "Verdict/NokCount": DT.UINT64, "Verdict/LateCount": DT.UINT64,
-                "Frame/LastId": DT.UINT64, "Latency/P99Ms": DT.DOUBLE,
-                "Model/Name": DT.STRING}  # fmt: skip
 # The protobuf field each data type's value must travel in (Sparkplug B 3.0, 6.4.16).
-VALUE_FIELD = {DT.UINT64: "long_value", DT.DOUBLE: "double_value", DT.BOOLEAN: "boolean_value",
-               DT.STRING: "string_value"}  # fmt: skip
-DECODERS = {"NBIRTH": pysparkplug.NBirth, "DBIRTH": pysparkplug.DBirth, "DDATA": pysparkplug.DData,
-            "NDEATH": pysparkplug.NDeath, "DDEATH": pysparkplug.DDeath}  # fmt: skip
-
-
-@dataclass
-class Msg:
-    kind: str
-    device: str | None
-    payload: Any  # the pysparkplug object
-    raw: bytes
-
-    @property
-    def seq(self) -> int:
-        return int(self.payload.seq)
-
-    @property
-    def values(self) -> dict[str, Any]:
-        return {m.name: m.value for m in self.payload.metrics}
-
-
-def decode(topic: str, raw: bytes) -> Msg:
-    parts = topic.split("/")
-    assert parts[0] == "spBv1.0" and len(parts) in (4, 5), topic
-    kind = parts[2]
-    payload = DECODERS[kind].decode(raw)
-    pb = tahu.Payload.FromString(raw)
-    for metric in pb.metrics:  # each value in its own field, or flagged null
-        datatype = DT(metric.datatype)
-        assert metric.is_null or metric.WhichOneof("value") == VALUE_FIELD[datatype], metric
-    return Msg(kind, parts[4] if len(parts) == 5 else None, payload, raw)
-
-
-class Host:
-    """A SCADA host's view: every message of one group but the commands, decoded."""
-
-    def __init__(self, broker: Broker, group: str) -> None:
-        self.group = group
-        self.collector = Collector(broker.host, broker.port, f"spBv1.0/{group}/#", qos=1)
-        self._decoded: list[Msg] = []
-        self._read = 0  # collector messages decoded (or skipped) so far
-        self._returned = 0  # how many a wait handed out, for assert_no_more()
-
-    def messages(self) -> list[Msg]:
-        arrived = list(self.collector.messages)
-        for message in arrived[self._read :]:
-            if message.topic.split("/")[2] not in ("NCMD", "DCMD"):
-                self._decoded.append(decode(message.topic, message.payload))
-        self._read = len(arrived)
-        return list(self._decoded)
-
-    def wait_until(self, done: Callable[[list[Msg]], bool], timeout: float = 10.0) -> list[Msg]:
-        deadline = time.monotonic() + timeout
-        while not done(got := self.messages()):
-            assert time.monotonic() < deadline, f"timed out: {[(m.kind, m.device) for m in got]}"
-            time.sleep(0.02)
-        self._returned = len(got)
-        return got
-
-    def wait(self, n: int, timeout: float = 10.0) -> list[Msg]:
-        return self.wait_until(lambda got: len(got) >= n, timeout)
-
-    def assert_no_more(self, timeout: float = 0.5) -> None:
-        time.sleep(timeout)
-        extra = self.messages()[self._returned :]
-        assert not extra, [(m.kind, m.device, m.values) for m in extra]
 
 
 @pytest.fixture
@@ -150,21 +79,6 @@ def frame_result(camera: str, frame_id: int, defect: bool = False) -> FrameResul
     frame = Frame(camera, frame_id, np.zeros((2, 2, 3), np.uint8), now, time.monotonic_ns())
     regions = (Region("crack", 0.9, (0, 0, 2, 2), ((0, 0),)),) if defect else ()
     return FrameResult(frame, regions, None, 12.5, 1)
-
-
-def births(host: Host, cameras: int = 2) -> list[Msg]:
-    got = host.wait(1 + cameras)
-    assert [m.kind for m in got] == ["NBIRTH"] + ["DBIRTH"] * cameras
-    return got
-
-
-def latest(got: list[Msg]) -> dict[str, dict[str, Any]]:
-    """Each device's metrics as a host holds them after these births and data."""
-    values: dict[str, dict[str, Any]] = {}
-    for m in got:
-        if m.device is not None and m.kind in ("DBIRTH", "DDATA"):
-            values.setdefault(m.device, {}).update(m.values)
-    return values
 
 
 # -- births ----------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker
-from test_sparkplug import Host
+
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import Broker
+from tests.fixtures.sparkplug import Host
 
 pytestmark = pytest.mark.e2e
 

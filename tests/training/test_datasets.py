@@ -11,12 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
 
 from inspector.errors import EX_DATAERR, DatasetError
 from inspector.training.datasets import load_dataset, load_elpv, load_folder_dataset, read_image
 from inspector.training.evaluate import evaluate_model
 from inspector.training.metrics import classification_report
+from tests.fixtures.models import build_color_model
 
 COLOURS = {"ok": (60, 60, 60), "crack": (245, 245, 245), "stain": (30, 30, 235)}  # BGR
 

@@ -23,61 +23,16 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import free_port
 
 from inspector.service.bounded_http import BoundedHTTPServer
-from inspector.tiling import Tiler
-from inspector.types.frames import Frame, utc_now
-from inspector.types.results import FrameResult, Region
-from inspector.types.tiles import NO_DEFECT
 from inspector.ui.app import create_app
 from inspector.ui.server import UiServer
-from inspector.ui.state import CameraInfo, LiveState
+from inspector.ui.state import LiveState
+from tests.fixtures.models import build_color_model
+from tests.fixtures.net import free_port, http_get
+from tests.fixtures.ui import Clock, live_state, result
 
 TILE = 32
-LABELS = ("ok", "crack", "stain")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def result(frame_id: int, defects: tuple[str, ...] = (), camera: str = "cam0") -> FrameResult:
-    image = np.full((TILE, 4 * TILE, 3), 60, np.uint8)
-    grid = Tiler(TILE, TILE).grid(TILE, 4 * TILE)
-    labels = np.full(grid.count, NO_DEFECT, np.intp)
-    regions = []
-    for i, name in enumerate(defects):
-        labels[i] = LABELS.index(name)
-        image[:, i * TILE : (i + 1) * TILE] = 245
-        regions.append(Region(name, 0.9, (i * TILE, 0, TILE, TILE), ((i, 0),)))
-    inferred = np.ones(grid.count, np.bool_)
-    inferred[-1] = False  # outside the product: drawn dimmed
-    event = None
-    if regions:
-        crops = [f"{camera}/d/{frame_id}-crop{i}.jpg" for i in range(len(regions))]
-        event = {
-            "event_id": f"l/{camera}/run/{frame_id}", "camera": camera, "frame_id": frame_id,
-            "defects": [{"class": r.label, "score": r.score} for r in regions],
-            "evidence": {"frame": f"{camera}/d/{frame_id}-frame.jpg", "crops": crops},
-        }  # fmt: skip
-    frame = Frame(camera, frame_id, image, utc_now(), time.monotonic_ns())
-    return FrameResult(
-        frame, tuple(regions), event, 1.0, grid.count, event_id=f"l/{camera}/run/{frame_id}",
-        grid=grid, tile_labels=labels, tile_inferred=inferred,
-    )  # fmt: skip
-
-
-def live_state(clock: Clock | None = None) -> LiveState:
-    return LiveState(
-        "l", [CameraInfo("cam0"), CameraInfo("cam1", triggered=True)],
-        {"name": "demo", "test_accuracy": 0.9}, LABELS, clock=clock or time.monotonic,
-    )  # fmt: skip
 
 
 def test_counts_cover_the_last_hour_and_events_come_newest_first() -> None:
@@ -152,35 +107,26 @@ def served(tmp_path: Path) -> Iterator[tuple[str, LiveState, UiServer]]:
         server.close()
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers
-
-
 def test_routes_serve_the_page_json_and_evidence_but_nothing_outside(
     served: tuple[str, LiveState, UiServer],
 ) -> None:
     base, state, _ = served
     state.add_result(result(2, ("crack",)))
-    status, body, _ = get(base + "/")
+    status, body, _ = http_get(base + "/")
     assert status == 200 and b"/static/app.js" in body and b"http" not in body.split(b"<body")[1]
-    assert get(base + "/static/app.js")[0] == 200
-    status, body, headers = get(base + "/api/events?limit=5")
+    assert http_get(base + "/static/app.js")[0] == 200
+    status, body, headers = http_get(base + "/api/events?limit=5")
     assert status == 200 and b'"frame_id":2' in body.replace(b" ", b"")
-    assert get(base + "/api/events?limit=0")[0] == 400
-    assert get(base + "/api/events?limit=x")[0] == 400
-    assert get(base + "/api/status")[0] == 200
-    status, body, headers = get(base + "/api/frame/cam0")
+    assert http_get(base + "/api/events?limit=0")[0] == 400
+    assert http_get(base + "/api/events?limit=x")[0] == 400
+    assert http_get(base + "/api/status")[0] == 200
+    status, body, headers = http_get(base + "/api/frame/cam0")
     assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
-    assert get(base + "/api/frame/nope")[0] == 404
-    assert get(base + "/evidence/cam0/d/2-crop0.jpg")[1] == b"\xff\xd8crop"
+    assert http_get(base + "/api/frame/nope")[0] == 404
+    assert http_get(base + "/evidence/cam0/d/2-crop0.jpg")[1] == b"\xff\xd8crop"
     for path in ("../secret.txt", "%2e%2e/secret.txt", "cam0/../../secret.txt", "/etc/passwd",
                  "%2F..%2Fsecret.txt"):  # fmt: skip
-        status, body, _ = get(base + "/evidence/" + path)
+        status, body, _ = http_get(base + "/evidence/" + path)
         assert status == 404 and b"not for the page" not in body, path
     with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as raw:
         raw.sendall(b"GET /evidence/../secret.txt HTTP/1.1\r\nHost: x\r\n\r\n")  # unnormalized
@@ -198,13 +144,13 @@ def test_a_token_guards_every_route(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{server.port}"
     try:
         for path in ("/", "/api/status", "/api/events", "/api/stream", "/static/app.js"):
-            assert get(base + path)[0] == 401, path
-        assert get(base + "/api/status", {"Authorization": "Bearer wrong-token"})[0] == 401
-        assert get(base + "/api/status", {"Authorization": "Bearer s3cret-token"})[0] == 200
-        status, _, headers = get(base + "/?token=s3cret-token")
+            assert http_get(base + path)[0] == 401, path
+        assert http_get(base + "/api/status", {"Authorization": "Bearer wrong-token"})[0] == 401
+        assert http_get(base + "/api/status", {"Authorization": "Bearer s3cret-token"})[0] == 200
+        status, _, headers = http_get(base + "/?token=s3cret-token")
         cookie = headers["set-cookie"].split(";")[0]
         assert status == 200 and "HttpOnly" in headers["set-cookie"]
-        assert get(base + "/api/status", {"Cookie": cookie})[0] == 200
+        assert http_get(base + "/api/status", {"Cookie": cookie})[0] == 200
     finally:
         server.close()
 
@@ -235,13 +181,13 @@ def test_idle_connections_to_the_page_are_bounded_and_time_out(
                         closed.add(i)
         assert len(closed) >= 300 - 64
         assert server.figures()["connections"] <= 64
-        assert get(base + "/api/status")[0] == 200
+        assert http_get(base + "/api/status")[0] == 200
         time.sleep(1.6)  # header_timeout_s = 1: the silent ones are closed
         for sock in idle:
             sock.settimeout(1.0)
             while sock.recv(4096):  # the 503 of those pushed out, then the close
                 pass
-        assert get(base + "/api/status")[0] == 200
+        assert http_get(base + "/api/status")[0] == 200
     finally:
         for sock in idle:
             sock.close()
@@ -333,7 +279,7 @@ def test_replay_serves_the_page_while_it_plays(tmp_path: Path, mosquitto: Any) -
         deadline = time.monotonic() + 60
         while replay.poll() is None and time.monotonic() < deadline:
             try:
-                status, body, _ = get(f"http://127.0.0.1:{port}/api/status")
+                status, body, _ = http_get(f"http://127.0.0.1:{port}/api/status")
             except OSError:
                 time.sleep(0.1)
                 continue

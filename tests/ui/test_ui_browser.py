@@ -23,20 +23,23 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from models import build_color_model
-from mqtt_helpers import Broker, free_port
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from test_camera_faults import MjpegCamera
+
+from tests.fixtures.cameras import MjpegCamera
+from tests.fixtures.models import build_color_model
+from tests.fixtures.mqtt import Broker
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import REPO
 
 pytestmark = pytest.mark.e2e
 
 TILE = 32  # test_camera_faults' MJPEG camera sends one 32 px tile
 COLS, ROWS = 4, 2
 FRAMES = 45
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None
 )

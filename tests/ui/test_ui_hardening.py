@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from test_ui import live_state
 
 from inspector.service.metrics import _sink_families
 from inspector.sinks.ui import UiSink
 from inspector.ui.app import create_app
 from inspector.ui.server import UiServer
 from inspector.ui.state import LiveState
+from tests.fixtures.ui import live_state
 
 TOKEN = "s3cret-token"
 HOST = "127.0.0.1"

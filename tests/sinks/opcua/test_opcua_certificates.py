@@ -5,28 +5,19 @@ process, with certificates generated for the test."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from mqtt_helpers import free_port
 
 from inspector.errors import ConfigError
 from inspector.sinks.opcua import OpcUaSettings
 from inspector.sinks.opcua.server import OpcUaServer
-
-
-def make_certificate(folder: Path, name: str, use: Any) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}-cert.der", folder / f"{name}-key.pem"
-    asyncio.run(setup_self_signed_certificate(
-        key, cert, f"urn:{name}", socket.gethostname(), [use], {"commonName": name},
-    ))  # fmt: skip
-    return cert, key
+from tests.fixtures.net import free_port
+from tests.fixtures.opcua import make_certificate
 
 
 async def log_in(port: int, cert: Path, key: Path, identity: bool) -> Any:

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied
-from models import build_color_model
-from mqtt_helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
-from verdict_helpers import (
+
+from inspector.errors import EX_CONFIG
+from tests.fixtures.models import build_color_model
+from tests.fixtures.net import free_port
+from tests.fixtures.verdicts import (
     FRAMES,
     TILE,
     TRUTH,
@@ -27,8 +29,6 @@ from verdict_helpers import (
     write_config,
     write_video,
 )
-
-from inspector.errors import EX_CONFIG
 
 pytestmark = pytest.mark.e2e
 

@@ -15,11 +15,11 @@ import pytest
 import structlog
 from asyncua import Client, ua
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from mqtt_helpers import free_port
-from test_opcua_certificates import make_certificate
 
 from inspector.sinks.opcua import OpcUaSettings
 from inspector.sinks.opcua.server import OpcUaServer
+from tests.fixtures.net import free_port
+from tests.fixtures.opcua import make_certificate
 
 USER, PASSWORD, FRAME = "plc", "s3cret", 7
 IN, REJECTED, DENIED = "in", "BadIdentityTokenRejected", "BadUserAccessDenied"
