@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +19,7 @@ from tests.fixtures.cameras import MjpegCamera
 from tests.fixtures.models import build_color_model
 from tests.fixtures.net import free_port, scrape
 from tests.fixtures.processes import wait_until
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +30,9 @@ def test_a_camera_that_fails_stalls_and_recovers_leaves_the_other_unaffected(
     tmp_path: Path, mosquitto: Any, mqtt_messages: Any
 ) -> None:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
-    for i in range(60):
-        writer.write(np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8))
-    writer.release()
+    write_video(
+        video, (np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8) for i in range(60))
+    )
     build_color_model(tmp_path / "m.onnx", size=TILE)
     camera = MjpegCamera()
     line, port = f"cams{uuid.uuid4().hex[:6]}", free_port()
@@ -91,10 +90,11 @@ def test_a_camera_down_at_start_is_retried_while_the_other_inspects(
     tmp_path: Path, mosquitto: Any, mqtt_messages: Any
 ) -> None:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 20, (TILE, TILE))
-    for i in range(20):
-        writer.write(np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8))
-    writer.release()
+    write_video(
+        video,
+        (np.full((TILE, TILE, 3), 245 if i % 4 == 0 else 60, np.uint8) for i in range(20)),
+        20,
+    )
     build_color_model(tmp_path / "m.onnx", size=TILE)
     camera = MjpegCamera()
     camera.mode = "down"

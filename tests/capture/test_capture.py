@@ -6,7 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -20,17 +19,16 @@ from inspector.capture.sources.registry import create_source, parse_camera_setti
 from inspector.capture.sources.rtsp import RtspSource
 from inspector.capture.sources.usb import UsbSource
 from inspector.errors import SourceError
+from tests.fixtures.videos import write_video
 
 
 def camera(source: str, **extra: object) -> SourceSettings:
     return parse_camera_settings(id="cam0", source=source, **extra)
 
 
-def write_video(path: Path, frames: int, fps: float = 20.0) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48))
-    for index in range(frames):
-        writer.write(np.full((48, 64, 3), index * 10, np.uint8))
-    writer.release()
+def write_numbered(path: Path, frames: int, fps: float = 20.0) -> None:
+    """Frame i all gray level 10 i: which frame was read shows."""
+    write_video(path, (np.full((48, 64, 3), index * 10, np.uint8) for index in range(frames)), fps)
 
 
 def drain(frames: FrameQueue) -> list[int]:
@@ -67,7 +65,7 @@ def test_absent_usb_camera_fails_to_open_with_its_name() -> None:
 
 
 def test_recording_plays_every_frame_with_its_index(tmp_path: Path) -> None:
-    write_video(tmp_path / "v.mp4", 15)
+    write_numbered(tmp_path / "v.mp4", 15)
     source = create_source(camera(str(tmp_path / "v.mp4")))
     source.open()
     assert not source.live and not source.paced
@@ -80,7 +78,7 @@ def test_recording_plays_every_frame_with_its_index(tmp_path: Path) -> None:
 
 
 def test_a_looping_recording_plays_again_with_ids_counting_on(tmp_path: Path) -> None:
-    write_video(tmp_path / "v.mp4", 5)
+    write_numbered(tmp_path / "v.mp4", 5)
     source = create_source(camera(str(tmp_path / "v.mp4"), loop=True))
     source.open()
     grabs = [source.grab() for _ in range(12)]
@@ -90,7 +88,7 @@ def test_a_looping_recording_plays_again_with_ids_counting_on(tmp_path: Path) ->
 
 
 def test_realtime_recording_is_paced_at_its_frame_rate(tmp_path: Path) -> None:
-    write_video(tmp_path / "v.mp4", 10, fps=20.0)  # 10 frames at 20 fps: >= 0.45 s
+    write_numbered(tmp_path / "v.mp4", 10, fps=20.0)  # 10 frames at 20 fps: >= 0.45 s
     source = create_source(camera(str(tmp_path / "v.mp4"), realtime=True))
     assert source.paced
     source.open()

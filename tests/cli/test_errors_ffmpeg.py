@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
 from inspector.errors import EX_NOINPUT
 from tests.fixtures.models import build_color_model
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -44,10 +44,7 @@ def _ffmpeg_lines(stderr: str) -> list[str]:
 
 def test_a_truncated_recording_is_one_line_of_ours(tmp_path: Path, mosquitto: Any) -> None:
     video = tmp_path / "cut.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-    for i in range(20):
-        writer.write(np.full((TILE, 2 * TILE, 3), 10 * i, np.uint8))
-    writer.release()
+    write_video(video, (np.full((TILE, 2 * TILE, 3), 10 * i, np.uint8) for i in range(20)))
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: gone
     result = subprocess.run(

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
 
@@ -20,13 +19,11 @@ from inspector.errors import EX_CONFIG, ConfigError
 from inspector.tiling.fit import check_tiles_fit
 from tests.fixtures.models import build_color_model
 from tests.fixtures.processes import REPO
+from tests.fixtures.videos import write_video
 
 
 def recording(path: Path, width: int, height: int) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (width, height))
-    for _ in range(3):
-        writer.write(np.zeros((height, width, 3), np.uint8))
-    writer.release()
+    write_video(path, (np.zeros((height, width, 3), np.uint8) for _ in range(3)))
     return path
 
 

@@ -8,12 +8,12 @@ import signal
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from tests.fixtures.faults import TILE, outbox_ids, start_daemon, write_line
 from tests.fixtures.mqtt import Broker, Collector
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -65,10 +65,7 @@ def test_a_killed_daemon_sends_its_backlog_at_the_next_start(tmp_path: Path) -> 
         collector = Collector(broker.host, broker.port, f"line/{line}/defects")
         # The next start (here on a short clean recording) sends the backlog first.
         short = tmp_path / "clean.mp4"
-        writer = cv2.VideoWriter(str(short), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-        for _ in range(3):
-            writer.write(np.full((TILE, 2 * TILE, 3), 60, np.uint8))
-        writer.release()
+        write_video(short, (np.full((TILE, 2 * TILE, 3), 60, np.uint8) for _ in range(3)))
         config.write_text(config.read_text().replace("line80.mp4", "clean.mp4"))
         rerun = start_daemon(config)
         out, err = rerun.communicate(timeout=60)

@@ -14,12 +14,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from inspector.errors import EX_CONFIG
 from tests.fixtures.models import build_color_model
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -189,10 +189,9 @@ def test_a_broken_installed_plugin_stops_only_the_line_that_uses_it(tmp_path: Pa
     plain = tmp_path / "plain"
     plain.mkdir()
     video = plain / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-    for i in range(FRAMES):
-        writer.write(np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8))
-    writer.release()
+    write_video(
+        video, (np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8) for i in range(FRAMES))
+    )
     config = write_config(plain, f'source = "{video}"')
     config.write_text(config.read_text().replace('backend = "ortcopy"\n', ""))
     result = run(config, site)

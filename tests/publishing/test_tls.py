@@ -18,6 +18,7 @@ import pytest
 
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
+from tests.fixtures.videos import write_video
 
 pytestmark = [
     pytest.mark.e2e,
@@ -66,10 +67,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Broker:
 
 def run_daemon(tmp_path: Path, broker: Broker, password: str) -> subprocess.CompletedProcess[str]:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
-    for i in range(6):
-        writer.write(np.full((TILE, TILE, 3), 245 if i % 2 else 60, np.uint8))
-    writer.release()
+    write_video(video, (np.full((TILE, TILE, 3), 245 if i % 2 else 60, np.uint8) for i in range(6)))
     build_color_model(tmp_path / "m.onnx", size=TILE)
     certs = broker.config.parent
     config = tmp_path / "line.toml"

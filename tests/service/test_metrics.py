@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
 from inspector.pipeline.stats import Histogram, PipelineStats
 from tests.fixtures.models import build_color_model
 from tests.fixtures.net import free_port, get_text, scrape
+from tests.fixtures.videos import write_video
 
 TILE = 32
 
@@ -32,11 +32,9 @@ def start_daemon(
     tmp_path: Path, broker_port: int, stall_after_s: float, busy_layers: int = 0
 ) -> tuple[subprocess.Popen[str], str]:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-    for i in range(40):
-        frame = np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8)
-        writer.write(frame)
-    writer.release()
+    write_video(
+        video, (np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8) for i in range(40))
+    )
     build_color_model(tmp_path / "m.onnx", size=TILE, busy_layers=busy_layers)
     port = free_port()
     config = tmp_path / "line.toml"

@@ -14,13 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from inspector.service.systemd import SystemdNotifier, watchdog_interval_s
 from tests.fixtures.models import build_color_model
 from tests.fixtures.processes import REPO
+from tests.fixtures.videos import tiles, write_video
 
 UNIT = REPO / "systemd" / "inspector@.service"
 TILE = 32
@@ -93,13 +92,10 @@ def test_watchdog_interval_is_half_of_watchdog_usec_for_this_process() -> None:
 
 def write_line(tmp_path: Path, port: int, frames: int, fps: float, busy_layers: int) -> Path:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), fps, (2 * TILE, TILE))
-    for i in range(frames):
-        frame = np.full((TILE, 2 * TILE, 3), 60, np.uint8)
-        if i % 3 == 0:
-            frame[:, :TILE] = 245  # a "crack" tile: events flow too
-        writer.write(frame)
-    writer.release()
+    crack = [(0, 0, 245)]  # a "crack" tile: events flow too
+    write_video(
+        video, (tiles(2, 1, TILE, 60, crack if i % 3 == 0 else []) for i in range(frames)), fps
+    )
     build_color_model(tmp_path / "m.onnx", size=TILE, busy_layers=busy_layers)
     config = tmp_path / "line.toml"
     config.write_text(

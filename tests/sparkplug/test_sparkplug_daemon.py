@@ -14,13 +14,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
 from tests.fixtures.sparkplug import Host
+from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +30,10 @@ DEFECTS = {2, 5, 7}  # frames with a bright ("crack") tile
 
 def write_line(folder: Path, port: int, group: str, *, loop: bool = False) -> Path:
     video = folder / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-    for i in range(FRAMES):
-        image = np.full((TILE, 2 * TILE, 3), 60, np.uint8)
-        if i in DEFECTS:
-            image[:, TILE:] = 245
-        writer.write(image)
-    writer.release()
+    crack = [(1, 0, 245)]
+    write_video(
+        video, (tiles(2, 1, TILE, 60, crack if i in DEFECTS else []) for i in range(FRAMES))
+    )
     build_color_model(folder / "m.onnx", size=TILE)
     line = f"spb{uuid.uuid4().hex[:6]}"
     looping = "realtime = true\nloop = true\n" if loop else ""

@@ -20,7 +20,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -31,6 +30,7 @@ from inspector.ui.state import LiveState
 from tests.fixtures.models import build_color_model
 from tests.fixtures.net import free_port, http_get
 from tests.fixtures.ui import Clock, live_state, result
+from tests.fixtures.videos import write_video
 
 TILE = 32
 
@@ -259,10 +259,10 @@ def test_a_public_bind_without_a_token_is_refused(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_replay_serves_the_page_while_it_plays(tmp_path: Path, mosquitto: Any) -> None:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (2 * TILE, TILE))
-    for i in range(30):
-        writer.write(np.full((TILE, 2 * TILE, 3), 245 if i % 3 == 0 else 60, np.uint8))
-    writer.release()
+    write_video(
+        video,
+        (np.full((TILE, 2 * TILE, 3), 245 if i % 3 == 0 else 60, np.uint8) for i in range(30)),
+    )
     config = write_config(tmp_path, "")
     config.write_text(
         config.read_text().replace("[ui]\n", f"[mqtt]\nport = {mosquitto.port}\n[ui]\n")
