@@ -31,6 +31,7 @@ from tests.fixtures.acceptance import replay_run
 from tests.fixtures.line import TILE, write_replay_config
 from tests.fixtures.models import build_color_model
 from tests.fixtures.processes import inspector
+from tests.fixtures.videos import tiles, write_video
 
 GRAY = 100
 
@@ -101,13 +102,9 @@ def brightness(frame_id: int) -> int:
     return 20 + 20 * frame_id
 
 
-def write_video(path: Path, frames: int) -> None:
+def write_flat_video(path: Path, frames: int) -> None:
     """Each frame one flat brightness, so a picture shows which frame it was made from."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (192, 128))
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((128, 192, 3), brightness(i), np.uint8))
-    writer.release()
+    write_video(path, (np.full((128, 192, 3), brightness(i), np.uint8) for i in range(frames)))
 
 
 TRUTH: Truth = {3: [Defect("crack", (0, 0, 64, 64))], 7: [Defect("stain", (64, 64, 64, 64))]}
@@ -116,7 +113,7 @@ REPORTED: Reported = {3: [Defect("crack", (0, 0, 64, 64))], 5: [Defect("crack", 
 
 def test_pictures_are_the_right_frames_of_a_real_video(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
-    write_video(video, 10)
+    write_flat_video(video, 10)
     stale = tmp_path / "r" / "images" / "frame-99.jpg"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"from an earlier replay")
@@ -139,7 +136,7 @@ def test_pictures_are_the_right_frames_of_a_real_video(tmp_path: Path) -> None:
 
 def test_frames_past_the_end_of_the_video_are_left_out_with_a_notice(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
-    write_video(video, 6)
+    write_flat_video(video, 6)
 
     pictures = save_thumbnails(video, tmp_path / "r", TRUTH, REPORTED, [7], [5])
 
@@ -176,7 +173,7 @@ def test_an_unreadable_video_gives_a_report_without_pictures_and_one_notice(
 
 def test_the_page_renders_the_pictures_from_a_saved_report_json(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
-    write_video(video, 10)
+    write_flat_video(video, 10)
     pictures = save_thumbnails(video, tmp_path, TRUTH, REPORTED, [7], [5])
     pictures["missed_left_out"] = 12
     saved = json.loads(json.dumps(report_with(pictures)))
@@ -219,22 +216,17 @@ SCENES: dict[int, list[tuple[int, int, tuple[int, int, int], str | None]]] = {
 
 
 def write_line_recording(video: Path) -> None:
-    size = (3 * TILE, 2 * TILE)
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, size)
-    assert writer.isOpened()
+    painted = {i: [(col, row, colour) for col, row, colour, _ in s] for i, s in SCENES.items()}
+    write_video(video, (tiles(3, 2, TILE, BELT, painted[i]) for i in SCENES))
     lines = []
-    for frame_id, tiles in SCENES.items():
-        frame = np.full((size[1], size[0], 3), BELT, np.uint8)
-        defects = []
-        for col, row, colour, label in tiles:
-            x, y = col * TILE, row * TILE
-            frame[y : y + TILE, x : x + TILE] = colour
-            if label is not None:
-                defects.append(Defect(label, (x, y, TILE, TILE)))
-        writer.write(frame)
+    for frame_id, scene in SCENES.items():
+        defects = [
+            Defect(label, (col * TILE, row * TILE, TILE, TILE))
+            for col, row, _, label in scene
+            if label is not None
+        ]
         if defects:
             lines.append(truth_record(frame_id, defects))
-    writer.release()
     Path(f"{video}.truth.jsonl").write_text("\n".join(lines) + "\n")
 
 

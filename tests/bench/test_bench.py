@@ -17,6 +17,7 @@ import pytest
 from inspector.bench.measure import Throughput, interleaved, median_run
 from inspector.calibration.int8 import calibrate_int8
 from tests.fixtures.models import build_color_model
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -41,11 +42,9 @@ def test_bench_measures_engine_pipeline_naive_and_int8(
     tmp_path: Path, mosquitto: Any, backends: tuple[str, ...]
 ) -> None:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 30, (4 * TILE, 2 * TILE))
     rng = np.random.default_rng(0)
-    for _ in range(30):
-        writer.write(rng.integers(0, 256, (2 * TILE, 4 * TILE, 3), np.uint8))
-    writer.release()
+    frames = [rng.integers(0, 256, (2 * TILE, 4 * TILE, 3), np.uint8) for _ in range(30)]
+    write_video(video, frames, fps=30)
     model = tmp_path / "m.onnx"
     build_color_model(model, size=TILE, busy_layers=2)
     calibration = tmp_path / "calibration"

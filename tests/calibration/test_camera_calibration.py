@@ -25,6 +25,7 @@ from inspector.preprocess.calibration_files import (
 )
 from inspector.preprocess.corrector import FrameCorrector
 from tests.fixtures.models import build_color_model
+from tests.fixtures.videos import tiles, write_video
 
 W, H = 640, 480
 K = np.array([[800.0, 0, 330], [0, 790.0, 235], [0, 0, 1]])
@@ -188,13 +189,10 @@ def test_events_carry_millimetres_and_the_conveyor_position(
     )  # fmt: skip
     save_camera_model(model, tmp_path / "cam0.toml")
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (4 * TILE, TILE))
-    for i in range(6):
-        frame = np.full((TILE, 4 * TILE, 3), 60, np.uint8)
-        if i in (2, 5):
-            frame[:, 2 * TILE : 3 * TILE] = 245  # a crack in tile column 2
-        writer.write(frame)
-    writer.release()
+    # a crack in tile column 2 of frames 2 and 5
+    write_video(
+        video, (tiles(4, 1, TILE, 60, [(2, 0, 245)] if i in (2, 5) else []) for i in range(6))
+    )
     build_color_model(tmp_path / "m.onnx", size=TILE)
     line = f"mm{uuid.uuid4().hex[:6]}"
     config = tmp_path / "line.toml"
@@ -236,13 +234,8 @@ def test_tiles_outside_the_product_mask_are_never_inferred(
     tmp_path: Path, mosquitto: Any, mqtt_messages: Any
 ) -> None:
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (4 * TILE, TILE))
-    for _ in range(4):
-        frame = np.full((TILE, 4 * TILE, 3), 60, np.uint8)
-        frame[:, :TILE] = 245  # a bright fixture left of the belt: not product
-        frame[:, 2 * TILE : 3 * TILE] = 245  # a crack on the product
-        writer.write(frame)
-    writer.release()
+    # a bright fixture left of the belt (not product), a crack on the product
+    write_video(video, [tiles(4, 1, TILE, 60, [(0, 0, 245), (2, 0, 245)])] * 4)
     mask = np.zeros((TILE, 4 * TILE), np.uint8)
     mask[:, TILE:] = 255
     cv2.imwrite(str(tmp_path / "mask.png"), mask)

@@ -16,6 +16,7 @@ from inspector.engines.card import load_model, write_card
 from tests.fixtures.line import TILE, write_replay_config
 from tests.fixtures.models import build_color_model
 from tests.fixtures.processes import inspector
+from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -219,11 +220,8 @@ def test_a_truncated_recording_ends_the_replay_with_a_clear_message(
     tmp_path: Path, mosquitto: Any
 ) -> None:
     video = tmp_path / "cut.mkv"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
     rng = np.random.default_rng(3)
-    for _ in range(50):
-        writer.write(rng.integers(0, 256, (TILE, TILE, 3), np.uint8))
-    writer.release()
+    write_video(video, (rng.integers(0, 256, (TILE, TILE, 3), np.uint8) for _ in range(50)))
     data = video.read_bytes()
     video.write_bytes(data[: len(data) * 6 // 10])  # a copy that stopped mid-file
     model = tmp_path / "m.onnx"

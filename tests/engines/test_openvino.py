@@ -14,6 +14,7 @@ from inspector.calibration.int8 import calibrate_int8
 from inspector.engines.registry import create_engine, parse_model_settings
 from inspector.errors import ConfigError
 from tests.fixtures.models import build_color_model
+from tests.fixtures.videos import write_video
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (extra [openvino])")
 
@@ -118,9 +119,7 @@ def test_a_bad_device_or_precision_is_one_line_and_exit_78(
     tmp_path: Path, models: dict[str, Path], line: str, message: str
 ) -> None:
     video = tmp_path / "v.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 5, (TILE, TILE))
-    writer.write(np.zeros((TILE, TILE, 3), np.uint8))
-    writer.release()
+    write_video(video, [np.zeros((TILE, TILE, 3), np.uint8)], fps=5)
     config = tmp_path / "c.toml"
     config.write_text(
         f'[[cameras]]\nid = "cam0"\nsource = "{video}"\n'

@@ -48,6 +48,7 @@ from inspector.types.card import ModelCard
 from inspector.types.results import FrameResult
 from tests.fixtures.models import build_color_model, color_model_proto
 from tests.fixtures.trt_fakes import FakeContext, FakeCudart, FakeTrt
+from tests.fixtures.videos import tiles, write_video
 
 SIZE = 16
 SHA = "ab" * 32
@@ -517,8 +518,6 @@ class ListSink:
 def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
     fake_gpu: Any, tmp_path: Path
 ) -> None:
-    import cv2
-
     from inspector.capture.sources.registry import create_source
     from inspector.config import Settings
     from inspector.engines.base import AsyncEngine
@@ -527,15 +526,14 @@ def test_the_pipeline_keeps_batches_in_flight_and_matches_onnxruntime(
     path = tmp_path / "demo.onnx"
     card = build_color_model(path, size=SIZE)
     video = tmp_path / "line.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 30, (4 * SIZE, SIZE))
     rng = np.random.default_rng(5)
     colours = np.array([[245, 245, 245], [30, 30, 235], [60, 60, 60]], np.uint8)
-    for _ in range(24):  # random bright, red and dark tiles: some frames carry defects
-        frame = np.empty((SIZE, 4 * SIZE, 3), np.uint8)
-        for i, colour in enumerate(rng.choice(colours, size=4)):
-            frame[:, i * SIZE : (i + 1) * SIZE] = colour
-        writer.write(frame)
-    writer.release()
+
+    def frame() -> np.ndarray:  # random bright, red and dark tiles: some carry defects
+        picked = rng.choice(colours, size=4)
+        return tiles(4, 1, SIZE, 0, [(i, 0, tuple(colour)) for i, colour in enumerate(picked)])
+
+    write_video(video, (frame() for _ in range(24)), fps=30)
     fake_gpu()
     build_engine(path, card, max_batch=4, contexts=2)
 

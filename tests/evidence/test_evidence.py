@@ -26,6 +26,7 @@ from inspector.evidence.pictures import BOX_COLOR
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker, Collector
 from tests.fixtures.net import free_port, metric
+from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -34,23 +35,14 @@ COLS, ROWS = 4, 2
 WHITE, GRAY, DARK = 245, 190, 60  # crack; on the crack threshold (p = 0.5); ok
 
 
-def write_video(path: Path, frames: int) -> None:
-    """Every frame: one crack tile walking the grid, one tile the model is unsure of."""
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE)
-    )
-    for i in range(frames):
-        frame = np.full((ROWS * TILE, COLS * TILE, 3), DARK, np.uint8)
-        col, row = i % COLS, (i // COLS) % ROWS
-        frame[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = WHITE
-        other = (col + 2) % COLS
-        frame[(1 - row) * TILE : (2 - row) * TILE, other * TILE : (other + 1) * TILE] = GRAY
-        writer.write(frame)
-    writer.release()
+def frame(i: int) -> np.ndarray:
+    """One crack tile walking the grid, one tile the model is unsure of."""
+    col, row = i % COLS, (i // COLS) % ROWS
+    return tiles(COLS, ROWS, TILE, DARK, [(col, row, WHITE), ((col + 2) % COLS, 1 - row, GRAY)])
 
 
 def write_config(folder: Path, port: int, frames: int, evidence: str, extra: str = "") -> Path:
-    write_video(folder / "line.mp4", frames)
+    write_video(folder / "line.mp4", map(frame, range(frames)))
     build_color_model(folder / "m.onnx", size=TILE)
     config = folder / "line.toml"
     config.write_text(

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -133,9 +132,7 @@ def test_a_tls_file_that_cannot_be_loaded_is_named_in_one_line(
     )
     build_color_model(tmp_path / "m.onnx", size=TILE)
     video = tmp_path / "none.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (TILE, TILE))
-    writer.write(np.full((TILE, TILE, 3), 60, np.uint8))
-    writer.release()
+    write_video(video, [np.full((TILE, TILE, 3), 60, np.uint8)])
     result = subprocess.run(
         [sys.executable, "-m", "inspector", "run", "--config", str(config)],
         capture_output=True, text=True, timeout=120,

@@ -21,6 +21,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.postprocess import VerdictRule
 from inspector.training.datasets import Sample, elpv_root, load_elpv, load_folder_dataset
 from inspector.types.tiles import NO_DEFECT
+from tests.fixtures.videos import write_video
 
 pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
@@ -60,20 +61,17 @@ def test_ok_dir_adds_a_defect_free_class(tmp_path: Path) -> None:
 
 
 def write_line(path: Path, cells: list[Path]) -> None:
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE)
-    )
-    assert writer.isOpened()
-    for frame in range(FRAMES):
+    def frame(index: int) -> np.ndarray:
         image = np.zeros((ROWS * TILE, COLS * TILE, 3), np.uint8)
         for tile in range(COLS * ROWS):
-            cell = cv2.imread(str(cells[(frame * COLS * ROWS + tile) % len(cells)]))
+            cell = cv2.imread(str(cells[(index * COLS * ROWS + tile) % len(cells)]))
             row, col = divmod(tile, COLS)
             image[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = cv2.resize(
                 cell, (TILE, TILE), interpolation=cv2.INTER_AREA
             )
-        writer.write(image)
-    writer.release()
+        return image
+
+    write_video(path, map(frame, range(FRAMES)))
 
 
 def expected_defects(video: Path, model: Path) -> dict[int, set[str]]:

@@ -33,6 +33,7 @@ from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import REPO
+from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -54,22 +55,19 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def write_video(path: Path) -> None:
+def write_line(path: Path) -> None:
     """A crack tile walking the grid on every third frame; the rest is ok."""
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (COLS * TILE, ROWS * TILE)
-    )
-    for i in range(FRAMES):
-        frame = np.full((ROWS * TILE, COLS * TILE, 3), 60, np.uint8)
-        if i % 3 == 0:
-            col, row = (i // 3) % COLS, (i // 3 // COLS) % ROWS
-            frame[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = 245
-        writer.write(frame)
-    writer.release()
+
+    def frame(i: int) -> np.ndarray:
+        step = i // 3
+        crack = [(step % COLS, step // COLS % ROWS, 245)] if i % 3 == 0 else []
+        return tiles(COLS, ROWS, TILE, 60, crack)
+
+    write_video(path, map(frame, range(FRAMES)))
 
 
 def start_daemon(tmp_path: Path, config_text: str) -> subprocess.Popen[str]:
-    write_video(tmp_path / "line.mp4")
+    write_line(tmp_path / "line.mp4")
     build_color_model(tmp_path / "m.onnx", size=TILE)
     config = tmp_path / "line.toml"
     config.write_text(config_text)
