@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import pytest
 from inspector.engines.card import load_model
 from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine
 from inspector.engines.plan import has_qdq
+from tests.fixtures import processes
 from tests.fixtures.models import build_color_model
 
 COLOURS = {"ok": (95, 95, 95), "crack": (245, 245, 245), "stain": (30, 30, 235)}
@@ -33,10 +33,7 @@ def write_dataset(root: Path, per_class: int = 6) -> Path:
     return root
 
 
-def inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=300
-    )
+inspector = partial(processes.inspector, timeout=300)  # calibration takes minutes
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ an environment variable is named when it is the one at fault; exit 78, one line.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from inspector.capture.sources.file import FileSettings
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError
-from tests.fixtures.processes import REPO
+from tests.fixtures.processes import REPO, clean_env, inspector
 
 CONFIG = """
 [[cameras]]
@@ -26,16 +24,9 @@ source = "b.mp4"
 """
 
 
-def inspector(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("INSPECTOR__")}
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**clean, "PYTHONPATH": str(REPO), **(env or {})},
-    )
+def run(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``inspector run --config CONFIG``, no ``INSPECTOR__`` variables but ``env``."""
+    return inspector("run", "--config", str(config), timeout=60, cwd=REPO, env=clean_env(**env))
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -54,7 +45,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_a_typo_is_named_first_with_the_key_it_was_meant_to_be(config: Path) -> None:
     config.write_text(CONFIG.replace('source = "a.mp4"', 'sorce = "a.mp4"'))
-    result = inspector("run", "--config", str(config))
+    result = run(config)
     assert result.returncode == EX_CONFIG
     # The missing `source` is the same mistake: not counted as one more.
     assert one_line(result) == (
@@ -88,7 +79,7 @@ def test_unknown_keys_in_every_section(config: Path, edit: tuple[str, str], expe
 
 
 def test_malformed_json_in_a_variable_names_the_variable(config: Path) -> None:
-    result = inspector("run", "--config", str(config), env={"INSPECTOR__CAMERAS": '[{"id":'})
+    result = run(config, INSPECTOR__CAMERAS='[{"id":')
     assert result.returncode == EX_CONFIG
     assert one_line(result) == (
         "inspector run: error: INSPECTOR__CAMERAS: not valid JSON (Expecting value at column 8); "
@@ -97,7 +88,7 @@ def test_malformed_json_in_a_variable_names_the_variable(config: Path) -> None:
 
 
 def test_a_misspelt_section_in_a_variable_is_refused(config: Path) -> None:
-    result = inspector("run", "--config", str(config), env={"INSPECTOR__MQQT__PORT": "1"})
+    result = run(config, INSPECTOR__MQQT__PORT="1")
     assert result.returncode == EX_CONFIG
     assert one_line(result) == (
         "inspector run: error: INSPECTOR__MQQT__PORT: unknown section `mqqt`; did you mean "
@@ -152,7 +143,7 @@ def test_a_camera_key_from_a_variable_sets_that_camera_only(
 def test_a_bad_camera_variable_blames_the_variable_not_the_file(
     config: Path, variable: str, value: str, expected: str
 ) -> None:
-    result = inspector("run", "--config", str(config), env={variable: value})
+    result = run(config, **{variable: value})
     assert result.returncode == EX_CONFIG
     line = one_line(result)
     assert line.startswith("inspector run: error: " + expected.format(config=config)), line

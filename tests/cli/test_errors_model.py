@@ -3,9 +3,6 @@ dimension is refused at load, after one real inference, in one line with exit 78
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
@@ -16,7 +13,7 @@ from inspector.engines.card import card_path, load_model, write_card
 from inspector.engines.registry import create_engine
 from inspector.errors import EX_CONFIG, ModelError
 from tests.fixtures.models import build_color_model
-from tests.fixtures.processes import REPO
+from tests.fixtures.processes import clean_env, inspector
 
 
 def dynamic_classes_model(path: Path, labels: tuple[str, ...]) -> Path:
@@ -60,21 +57,7 @@ def test_run_exits_78_with_one_line(tmp_path: Path, backend: str) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino")
     model = dynamic_classes_model(tmp_path / "m.onnx", ("ok", "crack"))
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("INSPECTOR__")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inspector",
-            "run",
-            "--config",
-            str(config(tmp_path, model, backend)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean, "PYTHONPATH": str(REPO)},
-    )
+    result = inspector("run", "--config", str(config(tmp_path, model, backend)), env=clean_env())
     assert result.returncode == EX_CONFIG, result.stderr
     assert result.stderr.strip() == (
         f"inspector run: error: {model}: the model gives 3 scores per tile but its card has "

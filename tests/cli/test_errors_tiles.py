@@ -4,9 +4,6 @@ before the broker is connected."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +15,7 @@ from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError
 from inspector.tiling.fit import check_tiles_fit
 from tests.fixtures.models import build_color_model
-from tests.fixtures.processes import REPO
+from tests.fixtures.processes import clean_env, inspector
 from tests.fixtures.videos import write_video
 
 
@@ -37,14 +34,7 @@ def test_a_recording_smaller_than_a_tile_exits_78_before_the_broker(
         f'[[cameras]]\nid = "cam0"\nsource = "{video.name}"\n[model]\npath = "m.onnx"\n'
         f"[tiling]\nsize = 224\nstride = 224\n[mqtt]\nport = {unused_port}\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("INSPECTOR__")}
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean, "PYTHONPATH": str(REPO)},
-    )
+    result = inspector("run", "--config", str(config), env=clean_env())
     assert result.returncode == EX_CONFIG, result.stderr
     assert result.stderr.strip() == (
         f"inspector run: error: camera cam0 ({video}): frame 160x120 is smaller than one "

@@ -3,18 +3,14 @@ lines that are not objects are exit 65 with the file and line number, never a tr
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from inspector.acceptance.truth import load_truth
 from inspector.errors import EX_DATAERR, DatasetError
-from tests.fixtures.processes import REPO
+from tests.fixtures.processes import clean_env, inspector
 
-INSPECTOR = [sys.executable, "-m", "inspector"]
 GOOD = '{"frame_id": 0, "defects": [{"class": "crack", "bbox_px": [0, 0, 10, 10]}]}'
 
 
@@ -62,14 +58,10 @@ def test_replay_exits_65_with_one_line(tmp_path: Path) -> None:
     )
     config = tmp_path / "config.toml"
     config.write_text('[[cameras]]\nid = "cam0"\nsource = "v.mp4"\n')
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("INSPECTOR__")}
-    result = subprocess.run(
-        [*INSPECTOR, "replay", str(video), "--truth", str(truth), "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "PYTHONPATH": str(REPO)},
-    )
+    result = inspector(
+        "replay", str(video), "--truth", str(truth), "--config", str(config), timeout=60,
+        env=clean_env(),
+    )  # fmt: skip
     assert result.returncode == EX_DATAERR
     assert result.stderr.strip() == (
         f"inspector replay: error: {truth}:2: not JSON this program reads "

@@ -26,6 +26,7 @@ from inspector.evidence.pictures import BOX_COLOR
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker, Collector
 from tests.fixtures.net import free_port, metric
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
@@ -55,13 +56,6 @@ def write_config(folder: Path, port: int, frames: int, evidence: str, extra: str
         f"[evidence]\nenabled = true\n{evidence}"
     )
     return config
-
-
-def inspector(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
 
 
 def line_of(config: Path) -> str:

@@ -4,15 +4,15 @@ and the ResNet50 state_dict round trip and export. Short runs at 64 px on small 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inspector.engines.card import load_model
+from tests.fixtures import processes
 
 torch = pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
@@ -20,10 +20,7 @@ QUICK = ("--image-size", "64", "--threads", "2", "--batch", "16", "--views", "1"
          "--feature-cache", "none")  # fmt: skip
 
 
-def inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=600
-    )
+inspector = partial(processes.inspector, timeout=600)  # a training run takes minutes
 
 
 def metrics_of(out: Path) -> dict:  # type: ignore[type-arg]

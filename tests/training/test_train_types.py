@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from inspector.engines.normalize import TileNormalizer
 from inspector.postprocess import VerdictRule
 from inspector.training.datasets import Sample, elpv_root, load_elpv, load_folder_dataset
 from inspector.types.tiles import NO_DEFECT
+from tests.fixtures import processes
 from tests.fixtures.videos import write_video
 
 pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
@@ -28,10 +28,7 @@ pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)"
 TILE, COLS, ROWS, FRAMES = 64, 3, 2, 6
 
 
-def inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=600
-    )
+inspector = partial(processes.inspector, timeout=600)  # a training run takes minutes
 
 
 def defect_types(root: Path, per_class: int = 12) -> Path:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -13,14 +12,12 @@ import pytest
 
 from inspector.engines.card import load_model
 from inspector.errors import EX_CONFIG
+from tests.fixtures import processes
 
 pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
 
-def inspector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=600
-    )
+inspector = partial(processes.inspector, timeout=600)  # a training run takes minutes
 
 
 def make_dataset(root: Path, per_class: int = 30) -> Path:
