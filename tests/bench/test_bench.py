@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from inspector.bench.measure import Throughput, interleaved, median_run
 from inspector.calibration.int8 import calibrate_int8
 from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
@@ -59,11 +58,9 @@ def test_bench_measures_engine_pipeline_naive_and_int8(
         f"[batching]\nmax_batch = 8\n[mqtt]\nport = {mosquitto.port}\n"
     )
 
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "bench", "--config", str(config),
-         "--int8", str(int8), "--evidence", "--seconds", "0.5", "--rounds", "2", "--json",
-         *backends],
-        capture_output=True, text=True, timeout=300,
+    result = inspector(
+        "bench", "--config", str(config), "--int8", str(int8), "--evidence", "--seconds", "0.5",
+        "--rounds", "2", "--json", *backends, timeout=300,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr

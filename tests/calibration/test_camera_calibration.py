@@ -4,8 +4,6 @@ scale, undistortion, flat-field, and millimetres in a running daemon's events.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from inspector.preprocess.calibration_files import (
 )
 from inspector.preprocess.corrector import FrameCorrector
 from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import tiles, write_video
 
 W, H = 640, 480
@@ -203,10 +202,7 @@ def test_events_carry_millimetres_and_the_conveyor_position(
         f"[mqtt]\nport = {mosquitto.port}\n"
     )
     events = mqtt_messages(f"line/{line}/defects")
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(config), timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     received = sorted(
         (json.loads(m.payload) for m in events.wait_for(2)), key=lambda e: e["frame_id"]
@@ -249,10 +245,7 @@ def test_tiles_outside_the_product_mask_are_never_inferred(
         f"[mqtt]\nport = {mosquitto.port}\n"
     )
     events = mqtt_messages(f"line/{line}/defects")
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(config), "--json", timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["tiles_inferred"] == 4 * 3  # 3 of 4 tiles a frame
     for message in events.wait_for(4):

@@ -20,6 +20,7 @@ import pytest
 
 from inspector.errors import EX_NOINPUT
 from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import write_video
 
 pytestmark = pytest.mark.e2e
@@ -47,11 +48,7 @@ def test_a_truncated_recording_is_one_line_of_ours(tmp_path: Path, mosquitto: An
     write_video(video, (np.full((TILE, 2 * TILE, 3), 10 * i, np.uint8) for i in range(20)))
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: gone
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(_config(tmp_path, str(video),
-                                                                            mosquitto.port))],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(_config(tmp_path, str(video), mosquitto.port)))
     assert result.returncode == EX_NOINPUT, result.stderr
     assert _ffmpeg_lines(result.stderr) == [], result.stderr
     lines = result.stderr.strip().splitlines()

@@ -4,8 +4,6 @@ code the program can exit with is in the README's table."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -13,7 +11,7 @@ from inspector import errors
 from inspector.engines import trt_build
 from inspector.errors import EX_USAGE, InspectorError
 from inspector.pipeline import runner
-from tests.fixtures.processes import REPO
+from tests.fixtures.processes import REPO, inspector
 
 
 @pytest.mark.parametrize(
@@ -26,13 +24,7 @@ from tests.fixtures.processes import REPO
     ],
 )
 def test_bad_usage_exits_64_with_one_line(argv: list[str], line: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    result = inspector(*argv, timeout=60, cwd=REPO)
     assert result.returncode == EX_USAGE
     assert result.stdout == ""
     (only,) = result.stderr.splitlines()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError
+from tests.fixtures.processes import inspector
 
 GOOD = """
 [line]
@@ -105,12 +104,7 @@ def test_missing_cameras_and_bad_toml(tmp_path: Path) -> None:
 
 def test_cli_exits_78_with_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("stride = 112", "stride = 0"))
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = inspector("run", "--config", str(path), timeout=60)
     assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +12,7 @@ from inspector.calibration.int8 import calibrate_int8
 from inspector.engines.registry import create_engine, parse_model_settings
 from inspector.errors import ConfigError
 from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import write_video
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (extra [openvino])")
@@ -126,10 +125,7 @@ def test_a_bad_device_or_precision_is_one_line_and_exit_78(
         f'[model]\nbackend = "openvino"\npath = "{models["f32"]}"\n{line}\n'
         f"[tiling]\nsize = {TILE}\nstride = {TILE}\n[mqtt]\nenabled = false\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(config))
     assert result.returncode == 78, result.stderr
     (error,) = result.stderr.strip().splitlines()
     assert error.startswith("inspector run: error: ") and message in error, error

@@ -20,6 +20,7 @@ from inspector.engines.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeS
 from inspector.engines.registry import create_engine
 from inspector.engines.tensorrt_engine import TensorRtSettings
 from inspector.errors import EX_CONFIG, ConfigError, ModelError
+from tests.fixtures import processes
 from tests.fixtures.models import build_color_model
 
 CAMERA = '[[cameras]]\nid = "cam0"\nsource = "recordings/a.mp4"\n'
@@ -113,12 +114,7 @@ def test_unknown_backend_is_one_line_listing_the_known_ones(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(caught.value) == f"{path}: {UNKNOWN}"
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.inspector("run", "--config", str(path), timeout=60)
     assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and UNKNOWN in lines[0]

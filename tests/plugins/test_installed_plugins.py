@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from inspector.errors import EX_CONFIG
 from tests.fixtures.models import build_color_model
-from tests.fixtures.videos import write_video
+from tests.fixtures.processes import inspector
+from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
 
@@ -143,10 +142,7 @@ def install(site: Path, module: str = PLUGINS, entry_points: str = ENTRY_POINTS)
 def run(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+    return inspector("run", "--config", str(config), "--json", env=env)
 
 
 def write_config(folder: Path, camera: str, more: str = "") -> Path:
@@ -189,9 +185,8 @@ def test_a_broken_installed_plugin_stops_only_the_line_that_uses_it(tmp_path: Pa
     plain = tmp_path / "plain"
     plain.mkdir()
     video = plain / "line.mp4"
-    write_video(
-        video, (np.full((TILE, 2 * TILE, 3), 245 if i % 2 else 60, np.uint8) for i in range(FRAMES))
-    )
+    bright = [(1, 0, 245)]  # the right tile, on every odd frame
+    write_video(video, (tiles(2, 1, TILE, 60, bright if i % 2 else []) for i in range(FRAMES)))
     config = write_config(plain, f'source = "{video}"')
     config.write_text(config.read_text().replace('backend = "ortcopy"\n', ""))
     result = run(config, site)

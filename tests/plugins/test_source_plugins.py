@@ -26,6 +26,7 @@ from inspector.capture.sources.rtsp import RtspSettings, RtspSource
 from inspector.capture.sources.usb import UsbSettings, UsbSource
 from inspector.config import load_settings
 from inspector.errors import EX_CONFIG, ConfigError, SourceError
+from tests.fixtures import processes
 from tests.fixtures.processes import REPO
 
 ROOT = REPO
@@ -167,12 +168,7 @@ def test_unknown_type_is_one_line_listing_the_known_ones(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(caught.value) == f"{path}: {unknown}"
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.inspector("run", "--config", str(path), timeout=60)
     assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and unknown in lines[0]

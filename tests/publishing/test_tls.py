@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
+from tests.fixtures.processes import inspector
 from tests.fixtures.videos import write_video
 
 pytestmark = [
@@ -79,10 +79,7 @@ def run_daemon(tmp_path: Path, broker: Broker, password: str) -> subprocess.Comp
     )
     # The password comes from the environment, as a unit's EnvironmentFile= would give it.
     env = {**os.environ, "INSPECTOR__MQTT__PASSWORD": password}
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return inspector("run", "--config", str(config), "--json", env=env)
 
 
 def test_events_go_over_tls_with_a_client_certificate_and_password(
@@ -133,10 +130,7 @@ def test_a_tls_file_that_cannot_be_loaded_is_named_in_one_line(
     build_color_model(tmp_path / "m.onnx", size=TILE)
     video = tmp_path / "none.mp4"
     write_video(video, [np.full((TILE, TILE, 3), 60, np.uint8)])
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(config))
     assert result.returncode == 78, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -18,7 +18,8 @@ import pytest
 
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
-from tests.fixtures.sparkplug import Host
+from tests.fixtures.processes import inspector
+from tests.fixtures.sparkplug import Host, latest
 from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
@@ -47,15 +48,6 @@ def write_line(folder: Path, port: int, group: str, *, loop: bool = False) -> Pa
     return config
 
 
-def latest(messages: list[Any], device: str) -> dict[str, Any]:
-    """A device's metrics as a host holds them: its DBIRTH, then each DDATA's changes."""
-    values: dict[str, Any] = {}
-    for message in messages:
-        if message.device == device and message.kind in ("DBIRTH", "DDATA"):
-            values.update(message.values)
-    return values
-
-
 def test_the_daemon_publishes_the_verdicts_counts_to_a_sparkplug_host(
     tmp_path: Path, mosquitto: Broker, mqtt_messages: Any
 ) -> None:
@@ -64,10 +56,7 @@ def test_the_daemon_publishes_the_verdicts_counts_to_a_sparkplug_host(
     line = config.read_text().split('"')[1]
     host = Host(mosquitto, group)
     verdicts = mqtt_messages(f"line/{line}/verdicts/cam0")
-    result = subprocess.run(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = inspector("run", "--config", str(config), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     stream = [json.loads(m.payload) for m in verdicts.wait_for(FRAMES, timeout=10)]
     counts = Counter(v["verdict"] for v in stream)
@@ -75,7 +64,7 @@ def test_the_daemon_publishes_the_verdicts_counts_to_a_sparkplug_host(
     got = host.wait_until(lambda got: any(m.kind == "NDEATH" for m in got))
     kinds = [m.kind for m in got]
     assert kinds[0] == "NBIRTH" and "DBIRTH" in kinds and kinds[-1] == "NDEATH"
-    values = latest(got, "cam0")
+    values = latest(got)["cam0"]
     assert values["Verdict/OkCount"] == counts["ok"]
     assert values["Verdict/NokCount"] == counts["nok"]
     assert values["Verdict/LateCount"] == 0
