@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from inspector.errors import EX_UNAVAILABLE
 from inspector.service.stop_signals import StopSignals
 from tests.fixtures.line import FRAMES, TILE, write_config, write_video
 from tests.fixtures.models import build_color_model
+from tests.fixtures.processes import start_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -73,12 +73,7 @@ def _start_daemon(config: Path) -> subprocess.Popen[str]:
     # Paced at the file's 10 fps, the recording takes >1 s: the signals come mid-run.
     text = config.read_text().replace('source = "line.mp4"', 'source = "line.mp4"\nrealtime = true')
     config.write_text(text)
-    return subprocess.Popen(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_daemon(config)
 
 
 def _signal_burst(daemon: subprocess.Popen[str], count: int) -> None:

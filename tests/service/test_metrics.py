@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from inspector.pipeline.stats import Histogram, PipelineStats
 from tests.fixtures.models import build_color_model
 from tests.fixtures.net import free_port, get_text, scrape
+from tests.fixtures.processes import start_daemon, wait_until
 from tests.fixtures.videos import write_video
 
 TILE = 32
@@ -28,7 +28,7 @@ def test_histogram_buckets_are_cumulative() -> None:
     assert histogram.total == 565
 
 
-def start_daemon(
+def start_line(
     tmp_path: Path, broker_port: int, stall_after_s: float, busy_layers: int = 0
 ) -> tuple[subprocess.Popen[str], str]:
     video = tmp_path / "line.mp4"
@@ -45,28 +45,19 @@ def start_daemon(
         f"[mqtt]\nport = {broker_port}\n[metrics]\nport = {port}\n"
         f"stall_after_s = {stall_after_s}\n"
     )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    return daemon, f"http://127.0.0.1:{port}"
+    return start_daemon(config), f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.e2e
 def test_metrics_and_health_of_a_running_daemon(tmp_path: Path, mosquitto: Any) -> None:
-    daemon, base = start_daemon(tmp_path, mosquitto.port, stall_after_s=1)
+    daemon, base = start_line(tmp_path, mosquitto.port, stall_after_s=1)
     try:
-        deadline = time.monotonic() + 20
-        metrics: dict[str, float] = {}
-        while time.monotonic() < deadline:
-            try:
-                metrics = scrape(base + "/metrics")
-            except OSError:
-                time.sleep(0.1)
-                continue
-            if metrics.get("inspector_frames_inferred_total", 0) >= 10:
-                break
-            time.sleep(0.1)
+
+        def ten_frames_in() -> dict[str, float] | None:
+            metrics = scrape(base + "/metrics")
+            return metrics if metrics.get("inspector_frames_inferred_total", 0) >= 10 else None
+
+        metrics = wait_until(ten_frames_in, 20, "10 frames inferred")
         assert metrics["inspector_frames_inferred_total"] >= 10
         assert metrics["inspector_frames_captured_total[cam0]"] >= 10
         assert (
@@ -90,7 +81,7 @@ def test_metrics_and_health_of_a_running_daemon(tmp_path: Path, mosquitto: Any) 
 @pytest.mark.e2e
 def test_healthz_fails_while_inference_is_stalled(tmp_path: Path, mosquitto: Any) -> None:
     # ~0.1 s per batch (150 convolutions) against a 0.03 s stall limit: 503 between frames.
-    daemon, base = start_daemon(tmp_path, mosquitto.port, stall_after_s=0.03, busy_layers=150)
+    daemon, base = start_line(tmp_path, mosquitto.port, stall_after_s=0.03, busy_layers=150)
     seen: set[int] = set()
     texts: list[str] = []
     try:

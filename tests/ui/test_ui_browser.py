@@ -10,13 +10,10 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +25,12 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from tests.fixtures import processes
 from tests.fixtures.cameras import MjpegCamera
 from tests.fixtures.models import build_color_model
 from tests.fixtures.mqtt import Broker
-from tests.fixtures.net import free_port
-from tests.fixtures.processes import REPO
+from tests.fixtures.net import free_port, http_get
+from tests.fixtures.processes import REPO, start_daemon
 from tests.fixtures.videos import tiles, write_video
 
 pytestmark = pytest.mark.e2e
@@ -66,15 +64,12 @@ def write_line(path: Path) -> None:
     write_video(path, map(frame, range(FRAMES)))
 
 
-def start_daemon(tmp_path: Path, config_text: str) -> subprocess.Popen[str]:
+def start_line(tmp_path: Path, config_text: str) -> subprocess.Popen[str]:
     write_line(tmp_path / "line.mp4")
     build_color_model(tmp_path / "m.onnx", size=TILE)
     config = tmp_path / "line.toml"
     config.write_text(config_text)
-    return subprocess.Popen(
-        [sys.executable, "-m", "inspector", "run", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    return start_daemon(config)
 
 
 def common_config(line: str, broker: Broker, ui: str, camera: str = "") -> str:
@@ -88,26 +83,14 @@ def common_config(line: str, broker: Broker, ui: str, camera: str = "") -> str:
     )
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> int:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5):
-            return 200
-    except urllib.error.HTTPError as error:
-        return error.code
+def status_of(url: str, headers: dict[str, str] | None = None) -> int:
+    return http_get(url, headers)[0]
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    value: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError, WebDriverException) as exc:
-            value = exc
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+# "Not yet": the server is not up, or the page has not drawn the element (or the value) yet.
+wait_until = partial(
+    processes.wait_until, ignore=(OSError, ValueError, KeyError, WebDriverException)
+)
 
 
 @pytest.fixture
@@ -155,7 +138,7 @@ def test_the_page_shows_the_line_live(
     line, port = f"ui{uuid.uuid4().hex[:6]}", free_port()
     camera = MjpegCamera()
     delivered = mqtt_messages(f"line/{line}/defects")
-    daemon = start_daemon(
+    daemon = start_line(
         tmp_path,
         common_config(
             line, mosquitto, f"port = {port}\n",
@@ -165,7 +148,7 @@ def test_the_page_shows_the_line_live(
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_get(base + "/api/status") == 200, 60, "the page's server")
+        wait_until(lambda: status_of(base + "/api/status") == 200, 60, "the page's server")
         browser.get(base + "/")
         wait_until(lambda: text(browser, "#connection") == "live", 20, "the live stream")
         wait_until(lambda: text(browser, "#camera-cam1 .state") == "ok", 30, "cam1 up")
@@ -241,19 +224,19 @@ def test_with_a_token_the_page_opens_only_with_it(
     tmp_path: Path, mosquitto: Broker, browser: webdriver.Chrome
 ) -> None:
     line, port, token = f"uit{uuid.uuid4().hex[:6]}", free_port(), "line-1-operators"
-    daemon = start_daemon(
+    daemon = start_line(
         tmp_path,
         common_config(line, mosquitto, f'port = {port}\nhost = "0.0.0.0"\ntoken = "{token}"\n')
         .replace("fps = 15\n", "fps = 15\nloop = true\n"),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        status = wait_until(lambda: http_get(base + "/api/status"), 60, "the page's server")
+        status = wait_until(lambda: status_of(base + "/api/status"), 60, "the page's server")
         assert status == 401
         for path in ("/", "/api/events?limit=5", "/evidence/x.jpg", "/api/frame/cam0"):
-            assert http_get(base + path) == 401, path
-        assert http_get(base + "/api/status", {"Authorization": "Bearer wrong-one"}) == 401
-        assert http_get(base + "/api/status", {"Authorization": f"Bearer {token}"}) == 200
+            assert status_of(base + path) == 401, path
+        assert status_of(base + "/api/status", {"Authorization": "Bearer wrong-one"}) == 401
+        assert status_of(base + "/api/status", {"Authorization": f"Bearer {token}"}) == 200
         browser.get(f"{base}/?token={token}")  # the cookie carries it from here on
         wait_until(lambda: text(browser, "#line") == line, 20, "the page with its line")
         wait_until(lambda: text(browser, "#connection") == "live", 20, "the live stream")
