@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +65,33 @@ def verdict_subscriber(mosquitto: Broker) -> Iterator[Callable[[str], VerdictSub
     yield make
     for subscriber in subscribers:
         subscriber.close()
+
+
+# --- disks: a real small filesystem ---------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """``mount(name, options) -> Path``: a real tmpfs (``mount -o OPTIONS``, as ``size=1m``)
+    at ``tmp_path/name``, unmounted after the test; the test is skipped where it cannot be
+    mounted (it needs root or CAP_SYS_ADMIN)."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(
+                f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}"
+            )
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)

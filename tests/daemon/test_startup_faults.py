@@ -4,11 +4,10 @@ a broker that comes up after the daemon, a second daemon on the same outbox, a f
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,20 +104,9 @@ def test_a_second_daemon_on_the_same_outbox_is_refused_in_one_line(
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+def tiny_disk(tmpfs: Callable[[str, str], Path]) -> Path:
     """A real 1 MB tmpfs, as a line PC's small state partition."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI and these machines run as root)")
-    mount = tmp_path / "state"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return tmpfs("state", "size=1m")
 
 
 def fill(folder: Path) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -265,29 +265,14 @@ def test_a_root_already_in_use_is_a_config_error(store: EvidenceStore) -> None:
         EvidenceStore(store.root, max_mb=1, max_days=1)
 
 
-def mounted_tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+@pytest.fixture
+def tiny_disk(tmpfs: Callable[[str, str], Path]) -> Path:
+    return tmpfs("tiny", "size=300k")
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    yield from mounted_tmpfs(tmp_path / "tiny", "size=300k")
-
-
-@pytest.fixture
-def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=64k")
+def read_only_disk(tmpfs: Callable[[str, str], Path]) -> Path:
+    return tmpfs("ro", "ro,size=64k")
 
 
 def test_a_read_only_root_is_a_config_error_naming_it(read_only_disk: Path) -> None:
