@@ -68,7 +68,8 @@ class _ProbingClient(mqtt.Client):
 
     def _reconnect_wait(self) -> None:
         # paho 2.x calls this private hook before each reconnect of its loop thread; the
-        # back-off arithmetic is paho's own (tests/publishing/test_mqtt_reconnect.py notices a change).
+        # back-off arithmetic is paho's own (tests/publishing/test_mqtt_reconnect.py notices
+        # a change).
         with self._reconnect_delay_mutex:
             if self._reconnect_delay is None:
                 self._reconnect_delay = self._reconnect_min_delay
