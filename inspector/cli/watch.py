@@ -6,9 +6,12 @@ import argparse
 import json
 import os
 import queue
+import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,11 +176,40 @@ def render(topic: str, payload: bytes, as_json: bool) -> tuple[str | None, str |
     return one_line(f"{topic} {json.dumps(data, ensure_ascii=False)}"), None
 
 
-def _print_messages(subscription: Subscription, args: argparse.Namespace) -> int:
-    """Print until --count or --timeout; returns how many messages went to stdout."""
+class _StopRequest:
+    """Ctrl-C or SIGTERM as a flag the print loop polls. A KeyboardInterrupt raised at any
+    bytecode could leave the message queue's lock held while paho's thread waits on it in
+    ``put``, and the stop would then wait for that thread forever (seen: watch still up 10 s
+    after SIGINT, in a busy test run). Setting an attribute takes no lock."""
+
+    requested = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # embedded in a thread: the caller stops it
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, stop) for signum in signals]
+    try:
+        yield stop
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
+
+
+def _print_messages(
+    subscription: Subscription, args: argparse.Namespace, stop: _StopRequest
+) -> int:
+    """Print until --count, --timeout or a stop signal; returns how many went to stdout."""
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     printed = 0
-    while args.count is None or printed < args.count:
+    while (args.count is None or printed < args.count) and not stop.requested:
         # Short waits: the deadline is honoured and Ctrl-C is noticed promptly.
         wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
         if wait <= 0:
@@ -219,8 +251,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        printed = _print_messages(subscription, args)
-    except KeyboardInterrupt:
+        with _stop_on_signals() as stop:
+            printed = _print_messages(subscription, args, stop)
+        if stop.requested:
+            return 0
+    except KeyboardInterrupt:  # before the handler was in place
         return 0
     except BrokenPipeError:
         # The reader (e.g. `| head -1`) has gone: done, not an error; keep the
