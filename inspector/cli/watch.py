@@ -184,13 +184,18 @@ class _StopRequest:
 
     requested = False
 
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
     def __call__(self, _signum: int, _frame: object) -> None:
         self.requested = True
+        # A broker that goes down with us (the demo stops both) is no "connection lost".
+        self._subscription.stopping = True
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
+def _stop_on_signals(subscription: Subscription) -> Iterator[_StopRequest]:
+    stop = _StopRequest(subscription)
     if threading.current_thread() is not threading.main_thread():
         yield stop  # embedded in a thread: the caller stops it
         return
@@ -251,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        with _stop_on_signals() as stop:
+        with _stop_on_signals(subscription) as stop:
             printed = _print_messages(subscription, args, stop)
         if stop.requested:
             return 0
