@@ -281,10 +281,10 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     environment = Environment(os.environ)
     cls = _settings_class(data, environment, str(path))
-    broken = sink_plugins().broken
+    plugins = sink_plugins()
     for key in data:
-        if key in broken and key not in cls.model_fields:  # an installed sink that won't load
-            raise ConfigError(f"{path}: [{key}]: {sink_plugins().problem(key)}")
+        if key in plugins.broken and key not in cls.model_fields:  # an installed sink that fails
+            raise ConfigError(f"{path}: [{key}]: {plugins.problem(key)}")
     environment.check(cls.model_fields)
     try:
         settings = cls(**overrides)
@@ -315,8 +315,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     outbox_path = _resolve(outbox.path, base) if outbox.path else state.place("outbox.sqlite")
     sinks = {
         name: section.resolve_paths(base, state)
-        for name, section in settings
-        if isinstance(section, SinkSettings)
+        for name, section in settings.sink_sections().items()
     }
     resolved = settings.model_copy(
         update={
